@@ -50,6 +50,8 @@ export class Progress {
   /** In probe state: an append is outstanding, wait for a response or a heartbeat response. */
   probeSent = false;
   pendingSnapshot = 0;
+  /** Ticks spent in snapshot state: a lost snapshot must not stall the follower forever. */
+  snapshotTicks = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
   readonly inflights: Inflights;
@@ -66,6 +68,7 @@ export class Progress {
   private resetState(state: ProgressState): void {
     this.probeSent = false;
     this.pendingSnapshot = 0;
+    this.snapshotTicks = 0;
     this.state = state;
     this.inflights.reset();
   }

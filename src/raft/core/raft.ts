@@ -586,6 +586,11 @@ export class Raft {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    for (const pr of this.prs.values()) {
+      // A snapshot (or its answer) may be lost; after an election timeout without
+      // an answer, probe again, which resends the snapshot if it is still needed.
+      if (pr.state === 'snapshot' && ++pr.snapshotTicks >= this.electionTick) pr.becomeProbe();
+    }
     if (this.electionElapsed >= this.electionTick) {
       this.electionElapsed = 0;
       if (this.checkQuorum) {

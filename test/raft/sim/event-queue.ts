@@ -1,0 +1,60 @@
+// A min-heap of timed events; ties break by insertion order so a run is
+// deterministic for a given seed.
+export interface SimEvent {
+  at: number;
+  seq: number;
+  run: () => void;
+}
+
+export class EventQueue {
+  private heap: SimEvent[] = [];
+  private seq = 0;
+
+  get size(): number {
+    return this.heap.length;
+  }
+
+  push(at: number, run: () => void): void {
+    const ev: SimEvent = { at, seq: this.seq++, run };
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (less(h[p]!, ev)) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = ev;
+  }
+
+  pop(): SimEvent | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      let i = 0;
+      const n = h.length;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const c = r < n && less(h[r]!, h[l]!) ? r : l;
+        if (less(last, h[c]!)) break;
+        h[i] = h[c]!;
+        i = c;
+      }
+      h[i] = last;
+    }
+    return top;
+  }
+
+  peekTime(): number | undefined {
+    return this.heap[0]?.at;
+  }
+}
+
+function less(a: SimEvent, b: SimEvent): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
