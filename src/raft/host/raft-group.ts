@@ -165,6 +165,8 @@ export class RaftGroup<R = unknown> {
     this.mem = new MemoryLog(snap);
     this.mem.append(rec.entries.filter((e) => e.index > snap.meta.index));
     this.mem.setHardState(rec.hardState);
+    // Recovered entries point into the segment read buffers; let them go once copied into the log.
+    this.storage.releaseRecovered();
     if (snap.data.byteLength > 0) this.sm.restore(snap.data);
     for (const [id, addr] of Object.entries(snap.meta.addresses ?? {})) this.addresses.set(id, addr);
     for (const [id, addr] of Object.entries(this.opts.bootstrap?.addresses ?? {})) {
