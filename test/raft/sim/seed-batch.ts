@@ -18,6 +18,8 @@ export interface BatchReport {
   crashes: number;
   confChanges: number;
   snapshotsSent: number;
+  /** Bank seeds whose full linearizability check ran and passed / timed out. */
+  fullChecks: { ok: number; unknown: number };
   ms: number;
 }
 
@@ -33,6 +35,7 @@ export function runBatch(first: number, count: number, override: Partial<SimOpti
     crashes: 0,
     confChanges: 0,
     snapshotsSent: 0,
+    fullChecks: { ok: 0, unknown: 0 },
     ms: 0,
   };
   for (let seed = first; seed < first + count; seed++) {
@@ -42,6 +45,8 @@ export function runBatch(first: number, count: number, override: Partial<SimOpti
     }
     const out = checkSeed({ ...simOptionsForSeed(seed), ...override });
     rep.ran++;
+    if (out.fullCheck === 'ok') rep.fullChecks.ok++;
+    if (out.fullCheck === 'unknown') rep.fullChecks.unknown++;
     const s = out.result?.stats;
     if (s) {
       rep.events += s.events;
@@ -62,5 +67,5 @@ export function runBatch(first: number, count: number, override: Partial<SimOpti
 }
 
 export function summary(name: string, r: BatchReport): string {
-  return `${name}: ${r.ran} seeds, ${r.events} events, ${r.acknowledgedWrites} acked writes, ${r.unknownWrites} unknown, ${r.leaderChanges} leader changes, ${r.crashes} crashes, ${r.confChanges} conf changes, ${r.snapshotsSent} snapshots sent, ${(r.ms / 1000).toFixed(1)} s`;
+  return `${name}: ${r.ran} seeds, ${r.events} events, ${r.acknowledgedWrites} acked writes, ${r.unknownWrites} unknown, ${r.leaderChanges} leader changes, ${r.crashes} crashes, ${r.confChanges} conf changes, ${r.snapshotsSent} snapshots sent, ${(r.ms / 1000).toFixed(1)} s${r.fullChecks.ok + r.fullChecks.unknown > 0 ? `, full linearizability checks: ${r.fullChecks.ok} ok, ${r.fullChecks.unknown} timed out` : ''}`;
 }

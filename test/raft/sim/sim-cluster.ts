@@ -841,6 +841,7 @@ export class SimCluster {
               if (w.kind === 'applied' && w.result.op === 'txn' && w.result.succeeded) {
                 op.output = { type: 'transfer', result: 'ok' };
                 op.ret = this.now;
+                this.stats.acknowledgedWrites++;
                 return next();
               }
               // conflict (or never proposed): it definitely did not happen; try again
@@ -849,6 +850,7 @@ export class SimCluster {
                 if (tries < 5 && this.clientsActive()) return attempt(tries + 1);
                 return next();
               }
+              this.stats.unknownWrites++;
               next(); // unknown: stays in the history with ret = Infinity
             },
           );
