@@ -16,6 +16,8 @@ export type DockerEngineErrorCode =
   | 'DOCKER_NOT_FOUND' // the named object does not exist
   | 'DOCKER_BUILD_FAILED'
   | 'DOCKER_IMPORT_FAILED'
+  | 'DOCKER_CONFLICT' // 409: the name is taken, the container is not running / is paused, ...
+  | 'DOCKER_PORT_BUSY' // a host port to publish is held by another program or container
   | 'DOCKER_API'; // any other answer the engine refused
 
 /** `message` is one line naming the problem and then the fix (`hint`). */
@@ -82,6 +84,108 @@ export interface ImportRootfsOptions {
   changes?: string[];
   message?: string;
   onOutput?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+// --- containers, networks, volumes --------------------------------------------
+
+export type RestartPolicyName = 'no' | 'on-failure' | 'unless-stopped' | 'always';
+
+export interface PortPublish {
+  containerPort: number;
+  hostPort: number;
+  /** Host address to bind; dvote uses 127.0.0.1 only. */
+  hostIp: string;
+}
+
+export interface ContainerCreateSpec {
+  name: string;
+  image: string;
+  hostname?: string;
+  env: string[];
+  labels: Record<string, string>;
+  /** Overrides the image's CMD. */
+  cmd?: string[];
+  publish: PortPublish[];
+  /** Network (name or id) the container starts on; `aliases` are extra DNS names on it. */
+  network: string;
+  aliases?: string[];
+  /** Named volumes to mount. */
+  volumes: { name: string; target: string }[];
+  restartPolicy: RestartPolicyName;
+  /** Seconds between the stop signal and SIGKILL on `docker stop`. */
+  stopTimeoutSeconds?: number;
+  /** Rotate the json-file log at this size ("10m"), keeping `logMaxFiles` files. */
+  logMaxSize?: string;
+  logMaxFiles?: number;
+}
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+
+export interface ContainerDetails {
+  id: string;
+  /** Without the leading "/". */
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  status: ContainerStatus;
+  running: boolean;
+  paused: boolean;
+  restarting: boolean;
+  exitCode: number;
+  oomKilled: boolean;
+  /** ISO time of the last start, null when never started. */
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** Automatic restarts since the last manual start. */
+  restartCount: number;
+  restartPolicy: { name: RestartPolicyName; maximumRetryCount: number };
+  /** Networks the container is attached to, by network name. */
+  networks: Record<string, { networkId: string; ipAddress: string }>;
+  /** Published ports, as the engine reports them while the container runs. */
+  published: PortPublish[];
+}
+
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  status: string;
+  /** Host ports published by the running container. */
+  published: PortPublish[];
+}
+
+export interface NetworkSummary {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  created: string;
+  /** Ids of the containers attached now. */
+  containers: string[];
+}
+
+export interface VolumeSummary {
+  name: string;
+  labels: Record<string, string>;
+  created: string | null;
+}
+
+export interface ContainerLogLine {
+  stream: 'stdout' | 'stderr';
+  line: string;
+  /** The engine's RFC 3339 time of the line, with `timestamps`. */
+  time?: string;
+}
+
+export interface ContainerLogOptions {
+  follow?: boolean;
+  /** Last n lines; default all. */
+  tail?: number;
+  /** Only lines from this time on (RFC 3339, inclusive). */
+  since?: string;
+  /** Fill in ContainerLogLine.time. */
+  timestamps?: boolean;
+  /** Ends the iteration (without an error) when aborted. */
   signal?: AbortSignal;
 }
 
@@ -323,6 +427,344 @@ export class DockerEngine {
     return imageId;
   }
 
+  // --- containers -----------------------------------------------------------------
+
+  /** Creates (does not start) a container; returns its id. */
+  async createContainer(spec: ContainerCreateSpec): Promise<string> {
+    const exposed: Record<string, object> = {};
+    const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+    for (const p of spec.publish) {
+      const key = `${p.containerPort}/tcp`;
+      exposed[key] = {};
+      (bindings[key] ??= []).push({ HostIp: p.hostIp, HostPort: String(p.hostPort) });
+    }
+    const options: Dockerode.ContainerCreateOptions = {
+      name: spec.name,
+      Image: spec.image,
+      Env: spec.env,
+      Labels: spec.labels,
+      ExposedPorts: exposed,
+      HostConfig: {
+        NetworkMode: spec.network,
+        PortBindings: bindings,
+        RestartPolicy: { Name: spec.restartPolicy, MaximumRetryCount: 0 },
+        Mounts: spec.volumes.map((v) => ({ Type: 'volume' as const, Source: v.name, Target: v.target })),
+        LogConfig: {
+          Type: 'json-file',
+          Config: { 'max-size': spec.logMaxSize ?? '10m', 'max-file': String(spec.logMaxFiles ?? 3) },
+        },
+      },
+      NetworkingConfig: { EndpointsConfig: { [spec.network]: { Aliases: spec.aliases ?? [] } } },
+    };
+    if (spec.hostname !== undefined) options.Hostname = spec.hostname;
+    if (spec.cmd !== undefined) options.Cmd = spec.cmd;
+    if (spec.stopTimeoutSeconds !== undefined) options.StopTimeout = spec.stopTimeoutSeconds;
+    try {
+      const container = await this.docker.createContainer(options);
+      return container.id;
+    } catch (err) {
+      throw this.translate(err, `create container ${spec.name}`);
+    }
+  }
+
+  /** A container by name or id; undefined when there is none. */
+  async inspectContainer(ref: string): Promise<ContainerDetails | undefined> {
+    let info: Dockerode.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(ref).inspect();
+    } catch (err) {
+      if (httpStatus(err) === 404) return undefined;
+      throw this.translate(err, `inspect container ${ref}`);
+    }
+    const networks: ContainerDetails['networks'] = {};
+    for (const [name, n] of Object.entries(info.NetworkSettings?.Networks ?? {})) {
+      networks[name] = { networkId: n.NetworkID, ipAddress: n.IPAddress };
+    }
+    const published: PortPublish[] = [];
+    const ports = (info.NetworkSettings?.Ports ?? {}) as Record<string, { HostIp: string; HostPort: string }[] | null>;
+    for (const [key, binds] of Object.entries(ports)) {
+      const containerPort = Number.parseInt(key, 10);
+      for (const b of binds ?? []) {
+        published.push({ containerPort, hostPort: Number(b.HostPort), hostIp: b.HostIp });
+      }
+    }
+    const policy = info.HostConfig?.RestartPolicy;
+    return {
+      id: info.Id,
+      name: info.Name.replace(/^\//, ''),
+      image: info.Config?.Image ?? info.Image,
+      labels: info.Config?.Labels ?? {},
+      status: info.State.Status as ContainerStatus,
+      running: info.State.Running,
+      paused: info.State.Paused,
+      restarting: info.State.Restarting,
+      exitCode: info.State.ExitCode,
+      oomKilled: info.State.OOMKilled,
+      startedAt: engineTime(info.State.StartedAt),
+      finishedAt: engineTime(info.State.FinishedAt),
+      restartCount: info.RestartCount,
+      restartPolicy: {
+        // The engine reports "" for a container created without a policy.
+        name: ((policy?.Name ?? '') === '' ? 'no' : policy?.Name) as RestartPolicyName,
+        maximumRetryCount: policy?.MaximumRetryCount ?? 0,
+      },
+      networks,
+      published,
+    };
+  }
+
+  /** Containers carrying every given label filter ("key" or "key=value"); `all` includes stopped ones. */
+  async listContainers(labelFilters: string[], opts: { all?: boolean } = {}): Promise<ContainerSummary[]> {
+    try {
+      const list = await this.docker.listContainers({
+        all: opts.all ?? true,
+        ...(labelFilters.length > 0 ? { filters: { label: labelFilters } } : {}),
+      });
+      return list.map((c) => ({
+        id: c.Id,
+        name: (c.Names[0] ?? '').replace(/^\//, ''),
+        labels: c.Labels ?? {},
+        status: c.State,
+        published: (c.Ports ?? [])
+          .filter((p) => p.PublicPort !== undefined && p.PublicPort > 0)
+          .map((p) => ({ containerPort: p.PrivatePort, hostPort: p.PublicPort, hostIp: p.IP ?? '' })),
+      }));
+    } catch (err) {
+      throw this.translate(err, 'list containers');
+    }
+  }
+
+  /** Starts a created or stopped container; one already running is left alone. */
+  async startContainer(ref: string): Promise<void> {
+    try {
+      await this.docker.getContainer(ref).start();
+    } catch (err) {
+      if (httpStatus(err) === 304) return;
+      throw this.translate(err, `start container ${ref}`);
+    }
+  }
+
+  /** `docker stop`: the stop signal, then SIGKILL after `timeoutSeconds`. A stopped container is left alone. */
+  async stopContainer(ref: string, opts: { timeoutSeconds?: number } = {}): Promise<void> {
+    try {
+      await this.docker.getContainer(ref).stop(opts.timeoutSeconds === undefined ? {} : { t: opts.timeoutSeconds });
+    } catch (err) {
+      if (httpStatus(err) === 304) return;
+      throw this.translate(err, `stop container ${ref}`);
+    }
+  }
+
+  /** `docker kill`; a container that is not running gives DOCKER_CONFLICT. */
+  async killContainer(ref: string, signal: string): Promise<void> {
+    try {
+      await this.docker.getContainer(ref).kill({ signal });
+    } catch (err) {
+      throw this.translate(err, `kill container ${ref}`);
+    }
+  }
+
+  async pauseContainer(ref: string): Promise<void> {
+    try {
+      await this.docker.getContainer(ref).pause();
+    } catch (err) {
+      throw this.translate(err, `pause container ${ref}`);
+    }
+  }
+
+  async unpauseContainer(ref: string): Promise<void> {
+    try {
+      await this.docker.getContainer(ref).unpause();
+    } catch (err) {
+      throw this.translate(err, `unpause container ${ref}`);
+    }
+  }
+
+  /** Removes a container (force: even a running one); absent containers are not an error. Named volumes stay. */
+  async removeContainer(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+    try {
+      await this.docker.getContainer(ref).remove({ force: opts.force ?? false, v: false });
+    } catch (err) {
+      if (httpStatus(err) === 404) return;
+      // "removal of container ... is already in progress": someone else is removing it.
+      if (httpStatus(err) === 409 && /already in progress/i.test(errorText(err))) return;
+      throw this.translate(err, `remove container ${ref}`);
+    }
+  }
+
+  /** `docker update --restart`: takes effect for the next exit of the container. */
+  async updateRestartPolicy(ref: string, name: RestartPolicyName): Promise<void> {
+    try {
+      await this.docker.getContainer(ref).update({ RestartPolicy: { Name: name, MaximumRetryCount: 0 } });
+    } catch (err) {
+      throw this.translate(err, `update the restart policy of ${ref}`);
+    }
+  }
+
+  /**
+   * The container's output, line by line, stdout and stderr demultiplexed.
+   * With `follow`, runs until the container stops or `signal` aborts; a
+   * followed stream that ends because the engine went away throws
+   * DOCKER_UNAVAILABLE instead of ending quietly.
+   */
+  async *containerLogs(ref: string, opts: ContainerLogOptions = {}): AsyncGenerator<ContainerLogLine> {
+    const signal = opts.signal;
+    if (signal?.aborted) return;
+    // The engine takes tail=all; the typings only know numbers.
+    const query: Omit<Dockerode.ContainerLogsOptions, 'tail'> & { tail: number | string } = {
+      stdout: true,
+      stderr: true,
+      follow: opts.follow ?? false,
+      tail: opts.tail ?? 'all',
+      timestamps: opts.timestamps ?? false,
+      // The engine parses "seconds.nanoseconds" on every API version.
+      ...(opts.since !== undefined ? { since: unixTimestamp(opts.since) } : {}),
+      ...(signal ? { abortSignal: signal } : {}),
+    };
+    let source: AsyncIterable<Buffer | string>;
+    let stream: NodeJS.ReadableStream | undefined;
+    try {
+      // follow=true answers a stream, follow=false the whole log as one Buffer.
+      const logs = this.docker.getContainer(ref).logs as (o: typeof query) => Promise<Buffer | NodeJS.ReadableStream>;
+      const result = await logs.call(this.docker.getContainer(ref), query);
+      if (Buffer.isBuffer(result)) {
+        source = Readable.from([result]);
+      } else {
+        stream = result;
+        source = result as AsyncIterable<Buffer | string>;
+      }
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw this.translate(err, `read the logs of ${ref}`);
+    }
+    const decoder = new LogFrameDecoder(opts.timestamps ?? false);
+    try {
+      for await (const chunk of source) {
+        for (const line of decoder.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)) yield line;
+      }
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw this.translate(err, `read the logs of ${ref}`);
+    } finally {
+      (stream as Readable | undefined)?.destroy?.();
+    }
+    for (const line of decoder.end()) yield line;
+    // A followed log also ends when the connection drops: only the engine can say which it was.
+    if (opts.follow && !signal?.aborted) await this.ping({ timeoutMs: 2_000 });
+  }
+
+  // --- networks ---------------------------------------------------------------------
+
+  /** Creates a bridge network; returns its id. A name already taken gives DOCKER_CONFLICT. */
+  async createNetwork(opts: { name: string; labels: Record<string, string> }): Promise<string> {
+    try {
+      const network = await this.docker.createNetwork({
+        Name: opts.name,
+        Driver: 'bridge',
+        CheckDuplicate: true,
+        Labels: opts.labels,
+      });
+      return network.id;
+    } catch (err) {
+      throw this.translate(err, `create network ${opts.name}`);
+    }
+  }
+
+  async inspectNetwork(ref: string): Promise<NetworkSummary | undefined> {
+    try {
+      const n = await this.docker.getNetwork(ref).inspect();
+      return toNetworkSummary(n as Dockerode.NetworkInspectInfo);
+    } catch (err) {
+      if (httpStatus(err) === 404) return undefined;
+      throw this.translate(err, `inspect network ${ref}`);
+    }
+  }
+
+  /** Networks carrying every given label filter. `containers` is filled in only by inspectNetwork. */
+  async listNetworks(labelFilters: string[]): Promise<NetworkSummary[]> {
+    try {
+      const list = await this.docker.listNetworks(labelFilters.length > 0 ? { filters: { label: labelFilters } } : {});
+      return list.map(toNetworkSummary);
+    } catch (err) {
+      throw this.translate(err, 'list networks');
+    }
+  }
+
+  /** Removes a network; absent networks are not an error. Attached containers must be disconnected first. */
+  async removeNetwork(ref: string): Promise<void> {
+    try {
+      await this.docker.getNetwork(ref).remove();
+    } catch (err) {
+      if (httpStatus(err) === 404) return;
+      throw this.translate(err, `remove network ${ref}`);
+    }
+  }
+
+  /** Attaches a container (running or not) to a network; one already attached is left alone. */
+  async connectNetwork(network: string, container: string, opts: { aliases?: string[] } = {}): Promise<void> {
+    try {
+      await this.docker.getNetwork(network).connect({
+        Container: container,
+        EndpointConfig: { Aliases: opts.aliases ?? [] },
+      });
+    } catch (err) {
+      if (/already exists in network/i.test(errorText(err))) return;
+      throw this.translate(err, `connect ${container} to network ${network}`);
+    }
+  }
+
+  /** Detaches a container from a network; one not attached is left alone. */
+  async disconnectNetwork(network: string, container: string, opts: { force?: boolean } = {}): Promise<void> {
+    try {
+      await this.docker.getNetwork(network).disconnect({ Container: container, Force: opts.force ?? false });
+    } catch (err) {
+      if (/is not connected to/i.test(errorText(err))) return;
+      throw this.translate(err, `disconnect ${container} from network ${network}`);
+    }
+  }
+
+  // --- volumes ------------------------------------------------------------------------
+
+  /** Creates a named local volume (the engine returns an existing one of that name unchanged). */
+  async createVolume(opts: { name: string; labels: Record<string, string> }): Promise<void> {
+    try {
+      await this.docker.createVolume({ Name: opts.name, Driver: 'local', Labels: opts.labels });
+    } catch (err) {
+      throw this.translate(err, `create volume ${opts.name}`);
+    }
+  }
+
+  async inspectVolume(name: string): Promise<VolumeSummary | undefined> {
+    try {
+      const v = (await this.docker.getVolume(name).inspect()) as Dockerode.VolumeInspectInfo & { CreatedAt?: string };
+      return { name: v.Name, labels: v.Labels ?? {}, created: v.CreatedAt ?? null };
+    } catch (err) {
+      if (httpStatus(err) === 404) return undefined;
+      throw this.translate(err, `inspect volume ${name}`);
+    }
+  }
+
+  async listVolumes(labelFilters: string[]): Promise<VolumeSummary[]> {
+    try {
+      const result = await this.docker.listVolumes(labelFilters.length > 0 ? { filters: { label: labelFilters } } : {});
+      return (result.Volumes ?? []).map((v) => {
+        const withDate = v as Dockerode.VolumeInspectInfo & { CreatedAt?: string };
+        return { name: v.Name, labels: v.Labels ?? {}, created: withDate.CreatedAt ?? null };
+      });
+    } catch (err) {
+      throw this.translate(err, 'list volumes');
+    }
+  }
+
+  /** Removes a volume; absent volumes are not an error, one in use gives DOCKER_CONFLICT. */
+  async removeVolume(name: string): Promise<void> {
+    try {
+      await this.docker.getVolume(name).remove();
+    } catch (err) {
+      if (httpStatus(err) === 404) return;
+      throw this.translate(err, `remove volume ${name}`);
+    }
+  }
+
   private unavailable(reason: string, cause: unknown): DockerEngineError {
     return new DockerEngineError(
       'DOCKER_UNAVAILABLE',
@@ -356,6 +798,16 @@ export class DockerEngine {
     const detail = oneLine(e.json?.message ?? fromMessage ?? e.reason ?? String(err));
     if (status === 404) {
       return new DockerEngineError('DOCKER_NOT_FOUND', `cannot ${action}: ${detail}`, 'check the name', {
+        cause: err,
+      });
+    }
+    if (fallback === 'DOCKER_API' && /port is already allocated|address already in use/i.test(detail)) {
+      return new DockerEngineError('DOCKER_PORT_BUSY', `cannot ${action}: ${detail}`, 'free the port or choose another one', {
+        cause: err,
+      });
+    }
+    if (fallback === 'DOCKER_API' && status === 409) {
+      return new DockerEngineError('DOCKER_CONFLICT', `cannot ${action}: ${detail}`, 'check the object\'s state with docker inspect', {
         cause: err,
       });
     }
@@ -437,6 +889,102 @@ async function isDirectory(path: string): Promise<boolean> {
     (info) => info.isDirectory(),
     () => false,
   );
+}
+
+/** Nanoseconds since the epoch of an RFC 3339 time with up to 9 fraction digits. */
+export function rfc3339Nanos(time: string): bigint {
+  const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(time);
+  if (!m) throw new Error(`not an RFC 3339 time: ${time}`);
+  const seconds = Date.parse(`${m[1]}${m[3]}`);
+  if (Number.isNaN(seconds)) throw new Error(`not an RFC 3339 time: ${time}`);
+  return BigInt(seconds) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'));
+}
+
+function unixTimestamp(time: string): string {
+  const ns = rfc3339Nanos(time);
+  return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
+}
+
+/** The engine's "zero time" (never started / never finished) as null. */
+function engineTime(value: string | undefined): string | null {
+  if (!value || value.startsWith('0001-01-01')) return null;
+  return value;
+}
+
+function errorText(err: unknown): string {
+  const e = (err ?? {}) as DockerodeHttpError;
+  return `${e.json?.message ?? ''} ${e.message ?? ''} ${e.reason ?? ''}`;
+}
+
+function toNetworkSummary(n: Dockerode.NetworkInspectInfo): NetworkSummary {
+  return {
+    id: n.Id,
+    name: n.Name,
+    labels: n.Labels ?? {},
+    created: n.Created,
+    containers: Object.keys(n.Containers ?? {}),
+  };
+}
+
+/**
+ * Docker's multiplexed log stream (no TTY): frames of an 8-byte header
+ * (stream type, 3 zero bytes, big-endian length) and a payload; lines may span
+ * frames. A stream that does not start like a frame is taken as raw stdout
+ * (a container made with a TTY).
+ */
+export class LogFrameDecoder {
+  private pending: Buffer = Buffer.alloc(0);
+  private raw: boolean | undefined;
+  private readonly partial: Record<'stdout' | 'stderr', string> = { stdout: '', stderr: '' };
+
+  /** `timestamps`: each line starts with the engine's time and a space (logs?timestamps=1). */
+  constructor(private readonly timestamps = false) {}
+
+  push(chunk: Buffer): ContainerLogLine[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const out: ContainerLogLine[] = [];
+    if (this.raw === undefined && this.pending.length > 0) {
+      const first = this.pending[0] ?? 0;
+      this.raw = first > 2 || (this.pending.length >= 4 && this.pending.readUIntBE(1, 3) !== 0);
+    }
+    if (this.raw) {
+      this.take('stdout', this.pending.toString('utf8'), out);
+      this.pending = Buffer.alloc(0);
+      return out;
+    }
+    while (this.pending.length >= 8) {
+      const size = this.pending.readUInt32BE(4);
+      if (this.pending.length < 8 + size) break;
+      const stream = this.pending[0] === 2 ? 'stderr' : 'stdout';
+      this.take(stream, this.pending.subarray(8, 8 + size).toString('utf8'), out);
+      this.pending = this.pending.subarray(8 + size);
+    }
+    return out;
+  }
+
+  /** The last lines that had no newline yet. */
+  end(): ContainerLogLine[] {
+    const out: ContainerLogLine[] = [];
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (this.partial[stream] !== '') out.push(this.entry(stream, this.partial[stream]));
+      this.partial[stream] = '';
+    }
+    return out;
+  }
+
+  private take(stream: 'stdout' | 'stderr', text: string, out: ContainerLogLine[]): void {
+    const parts = (this.partial[stream] + text).split('\n');
+    this.partial[stream] = parts.pop() ?? '';
+    for (const line of parts) out.push(this.entry(stream, line));
+  }
+
+  private entry(stream: 'stdout' | 'stderr', raw: string): ContainerLogLine {
+    const text = raw.replace(/\r$/, '');
+    if (!this.timestamps) return { stream, line: text };
+    const space = text.indexOf(' ');
+    if (space < 0) return { stream, line: '', time: text };
+    return { stream, line: text.slice(space + 1), time: text.slice(0, space) };
+  }
 }
 
 function httpStatus(err: unknown): number | undefined {
