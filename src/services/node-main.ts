@@ -23,6 +23,7 @@ async function startRole(config: NodeConfig): Promise<Stopper> {
 
 async function run(argv: string[]): Promise<number> {
   const args = argv.slice(2);
+  if (args[0] === '--supervise') return (await import('./supervise.js')).supervise(args.slice(1));
   if (args.includes('--version')) {
     process.stdout.write(`dvote-node ${VERSION} node ${process.version}\n`);
     return 0;
