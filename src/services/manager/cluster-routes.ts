@@ -81,6 +81,29 @@ export function registerClusterRoutes(node: ManagerNode): void {
     return { id, removed: true };
   });
 
+  // Heartbeats from every non-manager node; only the leader keeps them.
+  app.post('/v1/heartbeat', async (req: FastifyRequest) => {
+    const b = req.body as { id?: unknown; role?: unknown; http?: unknown; info?: unknown } | undefined;
+    if (!b || typeof b.id !== 'string' || typeof b.role !== 'string' || typeof b.http !== 'string') {
+      throw new HttpError(400, 'body must be {"id": string, "role": string, "http": "host:port", "info"?: object}');
+    }
+    if (!node.group.isLeader) return forward(node, req);
+    node.liveness.heartbeat({ id: b.id, role: b.role, http: b.http, ...(b.info && typeof b.info === 'object' ? { info: b.info as Record<string, unknown> } : {}) });
+    return { ok: true, leader: node.config.id, heartbeatMs: node.liveness.heartbeatMs, timeoutMs: node.liveness.detector.timeoutMs };
+  });
+
+  // The replicated liveness records; the leader adds what it heard most recently.
+  app.get('/v1/nodes', async () => {
+    await node.readBarrier();
+    const now = Date.now();
+    const view = node.liveness.active ? new Map(node.liveness.detector.view(now).map((b) => [b.id, b])) : null;
+    return {
+      servedBy: node.config.id,
+      detectorOnThisNode: node.liveness.active,
+      nodes: node.liveness.records().map((r) => ({ ...r, ...(view?.get(r.id) ? { silentMs: view.get(r.id)!.silentMs, info: view.get(r.id)!.info } : {}) })),
+    };
+  });
+
   app.post('/v1/leader/transfer', async (req: FastifyRequest) => {
     const body = req.body as { to?: string } | undefined;
     if (!body?.to) throw new HttpError(400, 'body must be {"to": "<manager id>"}');

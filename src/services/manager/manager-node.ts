@@ -20,6 +20,7 @@ import type { Logger } from '../common/logger.js';
 import { ManagerMetrics } from './manager-metrics.js';
 import { KEYS, ManagerState, type MemberRecord } from './manager-state.js';
 import { registerClusterRoutes } from './cluster-routes.js';
+import { LivenessService } from './liveness.js';
 
 export const MANAGER_GROUP = 'managers';
 /** Largest value accepted in the KV API. */
@@ -45,6 +46,7 @@ export class ManagerNode {
   readonly metrics: ManagerMetrics;
   private readonly memberHttp = new Map<string, string>();
   readonly startedAt = Date.now();
+  readonly liveness: LivenessService;
 
   constructor(
     readonly config: NodeConfig,
@@ -63,6 +65,7 @@ export class ManagerNode {
     });
     this.app = Fastify({ logger: false, bodyLimit: MAX_VALUE_BYTES + 64 * 1024 });
     this.metrics = new ManagerMetrics(this);
+    this.liveness = new LivenessService(this);
   }
 
   async start(): Promise<void> {
@@ -81,13 +84,17 @@ export class ManagerNode {
           }
         : {}),
       ...(this.config.timing ? { timing: this.config.timing } : {}),
-      onLeaderChange: (leader, term) => this.log.info({ leader, term }, 'manager leader changed'),
+      onLeaderChange: (leader, term) => {
+        this.log.info({ leader, term }, 'manager leader changed');
+        this.liveness.onLeaderChange(leader);
+      },
     });
     this.registerRoutes();
     await this.app.listen({ host: this.config.listen.host, port: this.config.listen.httpPort });
   }
 
   async stop(): Promise<void> {
+    this.liveness.stop();
     await this.app.close();
     await this.host.stop();
   }
@@ -135,7 +142,7 @@ export class ManagerNode {
       const res = await httpRequest(`http://${addr}${req.url}`, {
         method: req.method as 'PUT',
         headers: {
-          'content-type': 'application/json',
+          ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}),
           [FORWARDED]: this.config.id,
           ...(req.headers['idempotency-key'] ? { 'idempotency-key': String(req.headers['idempotency-key']) } : {}),
         },

@@ -1,0 +1,150 @@
+import { Option, type Command } from 'commander';
+import { DvoteError } from '../../core/errors.js';
+import { selectForCluster, type RuntimePreference } from '../../runtime/select.js';
+import type { ObservedNode, Runtime } from '../../runtime/runtime.js';
+import { parseDuration, sleep } from '../../runtime/wait.js';
+import { collectStatus } from '../cluster-status.js';
+import type { CommandContext } from '../main.js';
+
+type Run = (action: (ctx: CommandContext) => Promise<void>, cmd: Command) => Promise<void>;
+
+export type FaultAction = 'kill' | 'pause' | 'partition';
+
+export interface KillOptions {
+  nodes: string[];
+  role?: string;
+  leader?: boolean;
+  random?: boolean;
+  signal: 'KILL' | 'TERM';
+  action: FaultAction;
+  restartAfterMs?: number;
+}
+
+export interface KillDoc {
+  schema: 'dvote.kill/v1';
+  cluster: string;
+  runtime: string;
+  action: FaultAction;
+  signal?: 'KILL' | 'TERM';
+  targets: { name: string; role: string }[];
+  at: string;
+  /** When --restart-after brought them back. */
+  restoredAt?: string;
+}
+
+export function registerKill(program: Command, run: Run): void {
+  program
+    .command('kill')
+    .description('break nodes on purpose: SIGKILL (default), freeze (--pause) or cut off the network (--partition)')
+    .argument('[nodes...]', 'node names (see dvote status)')
+    .option('--role <role>', 'pick among nodes of this role (manager, broker, shard, postgres)')
+    .option('--leader', 'with --role manager: the current manager leader')
+    .option('--random', 'one random running node (of --role if given)')
+    .addOption(new Option('--signal <signal>', 'signal for a kill').choices(['KILL', 'TERM']).default('KILL'))
+    .option('--pause', 'freeze the node (SIGSTOP / docker pause) instead of killing it')
+    .option('--partition', 'disconnect the node from the cluster network (docker runtime only)')
+    .option('--restart-after <duration>', 'bring the node(s) back after this long (e.g. 5s); otherwise they stay down until `dvote up`')
+    .option('--runtime <kind>', 'look only in this runtime (docker|process)')
+    .addHelpText(
+      'after',
+      `
+A killed node stays down (automatic crash-restart never undoes an injected
+kill) until --restart-after brings it back or \`dvote up\` converges the cluster.
+
+Examples:
+  $ dvote kill --role manager --leader
+  $ dvote kill manager-2 broker-1 --signal TERM
+  $ dvote kill --random --pause --restart-after 5s
+  $ dvote kill broker-3 --partition --restart-after 10s`,
+    )
+    .action(async (nodes: string[], _o, cmd: Command) =>
+      run(async (ctx) => {
+        const o = cmd.opts() as Record<string, string | boolean | undefined>;
+        if (o.pause && o.partition) throw new DvoteError('USAGE', '--pause and --partition cannot be combined', 'pick one fault');
+        let restartAfterMs: number | undefined;
+        if (typeof o.restartAfter === 'string') {
+          const d = parseDuration(o.restartAfter);
+          if (d === null) throw new DvoteError('USAGE', `--restart-after "${o.restartAfter}" is not a duration`, 'use e.g. 5s or 500ms');
+          restartAfterMs = d;
+        }
+        await kill(
+          ctx,
+          {
+            nodes,
+            ...(typeof o.role === 'string' ? { role: o.role } : {}),
+            leader: Boolean(o.leader),
+            random: Boolean(o.random),
+            signal: (o.signal as 'KILL' | 'TERM') ?? 'KILL',
+            action: o.pause ? 'pause' : o.partition ? 'partition' : 'kill',
+            ...(restartAfterMs !== undefined ? { restartAfterMs } : {}),
+          },
+          (o.runtime as RuntimePreference | undefined) ?? 'auto',
+        );
+      }, cmd),
+    );
+}
+
+export async function resolveTargets(runtime: Runtime, cluster: string, o: KillOptions): Promise<ObservedNode[]> {
+  const all = await runtime.listNodes(cluster);
+  const chosenWays = [o.nodes.length > 0, Boolean(o.leader), Boolean(o.random)].filter(Boolean).length;
+  if (chosenWays === 0) {
+    throw new DvoteError('USAGE', 'no target given', 'name nodes, or use --role manager --leader, or --random');
+  }
+  if (chosenWays > 1) throw new DvoteError('USAGE', 'give node names, --leader or --random, not several', 'pick one way to choose targets');
+  if (o.nodes.length > 0) {
+    const unknown = o.nodes.filter((n) => !all.some((x) => x.name === n));
+    if (unknown.length > 0) {
+      throw new DvoteError('NOT_FOUND', `no node ${unknown.map((u) => `"${u}"`).join(', ')} in cluster "${cluster}"`, `pick from: ${all.map((n) => n.name).join(', ')}`);
+    }
+    return o.nodes.map((n) => all.find((x) => x.name === n)!);
+  }
+  if (o.leader) {
+    if (o.role !== 'manager') throw new DvoteError('USAGE', '--leader needs --role manager', 'e.g. dvote kill --role manager --leader');
+    const status = await collectStatus(runtime, cluster);
+    if (!status.managerLeader) throw new DvoteError('UNHEALTHY', 'the managers have no leader right now', 'check `dvote status`; try again in a moment');
+    return [all.find((x) => x.name === status.managerLeader)!];
+  }
+  const pool = all.filter((n) => n.state === 'running' && (!o.role || n.role === o.role));
+  if (pool.length === 0) throw new DvoteError('NOT_FOUND', `no running node${o.role ? ` with role ${o.role}` : ''} to pick from`, 'see `dvote status`');
+  return [pool[Math.floor(Math.random() * pool.length)]!];
+}
+
+export async function kill(ctx: CommandContext, o: KillOptions, pref: RuntimePreference = 'auto'): Promise<KillDoc> {
+  const cluster = ctx.globals.cluster ?? 'dvote';
+  const { runtime } = await selectForCluster(cluster, pref);
+  const targets = await resolveTargets(runtime, cluster, o);
+  const names = targets.map((t) => t.name).join(', ');
+  const verb = { kill: `killing (SIG${o.signal})`, pause: 'pausing', partition: 'cutting off' }[o.action];
+  await ctx.out.step(`${verb} ${names}`, async () => {
+    for (const t of targets) {
+      if (o.action === 'kill') await runtime.kill(cluster, t.name, { signal: o.signal });
+      else if (o.action === 'pause') await runtime.pause(cluster, t.name);
+      else await runtime.disconnect(cluster, t.name);
+    }
+  });
+  const doc: KillDoc = {
+    schema: 'dvote.kill/v1',
+    cluster,
+    runtime: runtime.kind,
+    action: o.action,
+    ...(o.action === 'kill' ? { signal: o.signal } : {}),
+    targets: targets.map((t) => ({ name: t.name, role: t.role })),
+    at: new Date().toISOString(),
+  };
+  if (o.restartAfterMs !== undefined) {
+    await ctx.out.step(`bringing ${names} back after ${(o.restartAfterMs / 1000).toFixed(1)}s`, async () => {
+      await sleep(o.restartAfterMs!, ctx.signal);
+      for (const t of targets) await runtime.revive(cluster, t.name);
+    });
+    doc.restoredAt = new Date().toISOString();
+  }
+  ctx.out.document(doc);
+  if (!ctx.out.json) {
+    ctx.out.print(
+      o.restartAfterMs !== undefined
+        ? `${names}: ${o.action} done, restored`
+        : `${names}: ${o.action} done; it stays down until \`dvote up\` (or use --restart-after)`,
+    );
+  }
+  return doc;
+}

@@ -1,0 +1,202 @@
+// Execute a plan against a runtime: start/remove nodes, join/leave managers
+// through Raft, and wait after each phase until the system's real state says
+// it is ready (a leader elected and every member on the latest configuration,
+// not merely a port that opens).
+import { ManagerClient } from '../client/manager-client.js';
+import { DvoteError } from '../core/errors.js';
+import type { DesiredNode } from '../core/layout.js';
+import type { Plan, Step } from '../core/planner.js';
+import { buildSpec, type SpecContext } from '../core/specs.js';
+import type { Topology } from '../core/topology.js';
+import type { ObservedNode, Runtime } from '../runtime/runtime.js';
+import { waitFor } from '../runtime/wait.js';
+import { fetchHealth } from './cluster-status.js';
+import type { Output } from './output/output.js';
+
+export interface PhaseTiming {
+  name: string;
+  ms: number;
+}
+
+export interface ConvergeContext {
+  runtime: Runtime;
+  topology: Topology;
+  desired: DesiredNode[];
+  out: Output;
+  signal: AbortSignal;
+  /** Budget for each wait. */
+  timeoutMs: number;
+  timings: PhaseTiming[];
+}
+
+export const TOPOLOGY_KEY = '/dvote/topology';
+
+/** Managers' HTTP endpoints reachable from here, for the running managers of the cluster. */
+export async function managerEndpoints(runtime: Runtime, cluster: string): Promise<string[]> {
+  const nodes = await runtime.listNodes(cluster);
+  return nodes.filter((n) => n.role === 'manager' && n.state === 'running').map((n) => n.endpoint);
+}
+
+export async function executePlan(ctx: ConvergeContext, plan: Plan): Promise<{ created: string[] }> {
+  const { runtime, topology, out } = ctx;
+  const specCtx: SpecContext = {
+    topology,
+    addressing: runtime.addressing(topology.cluster),
+    managers: ctx.desired.filter((d) => d.role === 'manager'),
+    bootstrap: plan.bootstrap,
+  };
+  const created: string[] = [];
+  try {
+    for (const phase of plan.phases) {
+      const t0 = performance.now();
+      await out.step(phase.name, async (update) => {
+        for (const step of phase.steps) {
+          if (ctx.signal.aborted) throw new DvoteError('TIMEOUT', 'interrupted', 'run `dvote up` again to converge, or `dvote down`');
+          update(describe(step));
+          await runStep(ctx, specCtx, step, created);
+        }
+        if (phase.waitFor) await waitReady(ctx, phase.waitFor, update);
+      });
+      ctx.timings.push({ name: phase.name, ms: Math.round(performance.now() - t0) });
+    }
+    return { created };
+  } catch (e) {
+    if (created.length > 0) {
+      out.warn(`undoing this run: removing ${created.length} node(s) it created`);
+      if (plan.bootstrap) {
+        await runtime.removeCluster(topology.cluster, { volumes: true }).catch(() => undefined);
+      } else {
+        for (const name of created.reverse()) await runtime.remove(topology.cluster, name, { volumes: true }).catch(() => undefined);
+      }
+    }
+    throw e;
+  }
+}
+
+function describe(s: Step): string {
+  switch (s.kind) {
+    case 'start':
+      return `${s.reason === 'missing' ? 'creating' : `restarting (${s.reason})`} ${s.node.name}`;
+    case 'joinManager':
+      return `adding ${s.node.name} to the manager group`;
+    case 'leaveManager':
+      return `removing ${s.name} from the manager group`;
+    case 'remove':
+      return `removing ${s.name}`;
+  }
+}
+
+async function runStep(ctx: ConvergeContext, specCtx: SpecContext, step: Step, created: string[]): Promise<void> {
+  const { runtime, topology } = ctx;
+  switch (step.kind) {
+    case 'start': {
+      await runtime.start(buildSpec(step.node, specCtx));
+      if (step.reason === 'missing') created.push(step.node.name);
+      return;
+    }
+    case 'joinManager': {
+      const a = specCtx.addressing;
+      const client = await managerClient(runtime, topology.cluster, [step.node.name]);
+      try {
+        await client.request('POST', '/v1/members', {
+          id: step.node.name,
+          http: a.internal(step.node.name, 'http', step.node.ports.http),
+          raft: a.internal(step.node.name, 'raft', step.node.ports.raft!),
+        });
+      } finally {
+        await client.close();
+      }
+      return;
+    }
+    case 'leaveManager': {
+      const client = await managerClient(runtime, topology.cluster, []);
+      try {
+        await client.request('DELETE', `/v1/members/${step.name}`);
+      } finally {
+        await client.close();
+      }
+      return;
+    }
+    case 'remove':
+      await runtime.remove(topology.cluster, step.name, { volumes: true });
+      return;
+  }
+}
+
+async function managerClient(runtime: Runtime, cluster: string, exclude: string[]): Promise<ManagerClient> {
+  const nodes = await runtime.listNodes(cluster);
+  const endpoints = nodes
+    .filter((n) => n.role === 'manager' && n.state === 'running' && !exclude.includes(n.name))
+    .map((n) => n.endpoint);
+  if (endpoints.length === 0) {
+    throw new DvoteError('UNHEALTHY', `no running manager in cluster "${cluster}" to ask`, 'run `dvote up` to restart them');
+  }
+  return new ManagerClient({ endpoints, timeoutMs: 45_000 });
+}
+
+async function waitReady(ctx: ConvergeContext, what: 'managers' | 'brokers' | 'postgres' | 'shards', update: (s: string) => void): Promise<void> {
+  const role = { managers: 'manager', brokers: 'broker', postgres: 'postgres', shards: 'shard' }[what];
+  const wanted = ctx.desired.filter((d) => d.role === role).map((d) => d.name);
+  if (wanted.length === 0) return;
+  if (what === 'managers') {
+    await waitFor(
+      `a manager leader with every member (${wanted.join(', ')}) on the latest configuration`,
+      async () => managersReady(ctx, wanted),
+      { timeoutMs: ctx.timeoutMs, intervalMs: 50, signal: ctx.signal, onPending: update },
+    );
+    return;
+  }
+  await waitFor(
+    `${what} (${wanted.join(', ')}) to report healthy`,
+    async () => {
+      const nodes = await ctx.runtime.listNodes(ctx.topology.cluster);
+      for (const name of wanted) {
+        const n = nodes.find((x) => x.name === name);
+        if (!n) return { done: false, reason: `${name} does not exist` };
+        if (n.state !== 'running') return { done: false, reason: `${name} is ${n.state}` };
+        const h = await fetchHealth(n.endpoint);
+        if ('error' in h) return { done: false, reason: `${name}: ${h.error}` };
+        if (h.status !== 200) return { done: false, reason: `${name}: ${String(h.body.reason ?? h.body.error ?? h.status)}` };
+      }
+      return { done: true, value: undefined };
+    },
+    { timeoutMs: ctx.timeoutMs, intervalMs: 100, signal: ctx.signal, onPending: update },
+  );
+}
+
+/**
+ * Ready = every wanted manager answers, all agree on one leader and term, the
+ * leader's voters are exactly the wanted set (no learner left), and every
+ * member has applied up to the leader's commit index.
+ */
+export async function managersReady(
+  ctx: { runtime: Runtime; topology: Topology },
+  wanted: string[],
+): Promise<{ done: true; value: { leader: string; term: number } } | { done: false; reason: string }> {
+  const nodes = await ctx.runtime.listNodes(ctx.topology.cluster);
+  const byName = new Map<string, ObservedNode>(nodes.map((n) => [n.name, n]));
+  const healths: Record<string, Record<string, unknown>> = {};
+  for (const name of wanted) {
+    const n = byName.get(name);
+    if (!n) return { done: false, reason: `${name} does not exist` };
+    if (n.state !== 'running') return { done: false, reason: `${name} is ${n.state}` };
+    const h = await fetchHealth(n.endpoint);
+    if ('error' in h) return { done: false, reason: `${name} not answering yet` };
+    healths[name] = h.body;
+  }
+  const leaders = new Set(wanted.map((w) => String(healths[w]!.leader ?? '')));
+  const terms = new Set(wanted.map((w) => Number(healths[w]!.term ?? -1)));
+  if (leaders.size !== 1 || leaders.has('')) return { done: false, reason: 'electing a leader' };
+  if (terms.size !== 1) return { done: false, reason: 'members disagree on the term' };
+  const leader = [...leaders][0]!;
+  const lh = healths[leader];
+  if (!lh) return { done: false, reason: `leader ${leader} is not one of the wanted managers` };
+  const voters = new Set((lh.voters as string[] | undefined) ?? []);
+  const learners = (lh.learners as string[] | undefined) ?? [];
+  const same = voters.size === wanted.length && wanted.every((w) => voters.has(w)) && learners.length === 0;
+  if (!same) return { done: false, reason: `membership is [${[...voters].join(', ')}]${learners.length ? ` + learners [${learners.join(', ')}]` : ''}` };
+  const commit = Number(lh.commitIndex ?? 0);
+  const behind = wanted.filter((w) => Number(healths[w]!.appliedIndex ?? 0) < commit);
+  if (behind.length > 0) return { done: false, reason: `${behind.join(', ')} catching up to index ${commit}` };
+  return { done: true, value: { leader, term: Number(lh.term) } };
+}
