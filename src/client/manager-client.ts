@@ -165,10 +165,16 @@ export class ManagerClient {
         lastProblem = `${endpoint}: ${res.statusCode} ${String(parsed.error ?? '')}`;
         if (res.statusCode === 503 || res.statusCode === 504) {
           // 504 on a write: outcome unknown; the idempotency key makes the retry safe.
-          const leader = typeof parsed.leader === 'string' ? parsed.leader : null;
-          const hinted = leader ? this.endpoints.findIndex((e) => e.includes(leader)) : -1;
-          if (hinted >= 0) this.preferred = hinted;
-          await sleep(Math.min(50 * attempt, 300));
+          // The leader's advertised address matches one of ours when the
+          // client runs where the cluster addresses are reachable (process
+          // runtime, or inside the cluster network); otherwise keep rotating.
+          const leaderHttp = typeof parsed.leaderHttp === 'string' ? parsed.leaderHttp : null;
+          const hinted = leaderHttp ? this.endpoints.findIndex((e) => e.replace(/^https?:\/\//, '') === leaderHttp) : -1;
+          if (hinted >= 0) {
+            this.preferred = hinted;
+            attempt = 0;
+          }
+          await sleep(Math.min(50 * Math.max(1, attempt), 300));
           continue;
         }
         throw new ManagerRequestError(res.statusCode, parsed);

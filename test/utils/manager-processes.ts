@@ -67,7 +67,12 @@ export class ManagerProcesses {
       });
     }
     for (const m of c.members) c.spawn(m);
-    await c.waitForLeader(20_000);
+    try {
+      await c.waitForLeader(20_000);
+    } catch (e) {
+      await c.stop({ keepData: true });
+      throw e;
+    }
     return c;
   }
 
@@ -150,10 +155,10 @@ export class ManagerProcesses {
     const waits: Promise<void>[] = [];
     for (const m of this.members) {
       const c = m.child;
-      if (!c) continue;
+      m.child = null;
+      if (!c || c.exitCode !== null || c.signalCode !== null) continue; // already gone: no 'exit' will come
       waits.push(new Promise((r) => c.once('exit', () => r())));
       c.kill('SIGKILL');
-      m.child = null;
     }
     await Promise.all(waits);
     if (!opts.keepData) rmSync(this.baseDir, { recursive: true, force: true });

@@ -345,12 +345,19 @@ export class RaftGroup<R = unknown> {
         const rd = this.raft.ready();
         this.counters.readies++;
         this.persist(rd);
+        // A leader's appends and heartbeats do not depend on its own disk
+        // (thesis §10.2.1): it counts itself toward a quorum only once its
+        // entries are durable (see Raft.advance). Sending them before our
+        // fsync overlaps the leader's and the followers' fsyncs. Everything
+        // that promises something (votes, acknowledgements) waits.
+        const early = rd.messages.filter(sendsBeforePersist);
+        for (const m of early) this.opts.send(m.to, this.group, m);
         if (rd.mustSync) {
           this.counters.fsyncs++;
           await this.storage.syncAsync();
         }
         if (this.stopped) break;
-        this.afterPersist(rd);
+        this.afterPersist(rd, early.length === 0 ? rd.messages : rd.messages.filter((m) => !sendsBeforePersist(m)));
       }
     } catch (e) {
       // A storage failure leaves the node unable to keep its promises: stop it loudly.
@@ -376,7 +383,7 @@ export class RaftGroup<R = unknown> {
     if (rd.hardState) this.storage.setHardState(rd.hardState);
   }
 
-  private afterPersist(rd: Ready): void {
+  private afterPersist(rd: Ready, messages: Message[]): void {
     if (rd.snapshot) {
       this.mem.applySnapshot(rd.snapshot);
       this.sm.restore(rd.snapshot.data);
@@ -385,7 +392,7 @@ export class RaftGroup<R = unknown> {
     }
     if (rd.entries.length > 0) this.mem.append(rd.entries);
     if (rd.hardState) this.mem.setHardState(rd.hardState);
-    for (const m of rd.messages) this.opts.send(m.to, this.group, m);
+    for (const m of messages) this.opts.send(m.to, this.group, m);
     for (const e of rd.committedEntries) this.applyEntry(e);
     for (const rs of rd.readStates) {
       const r = this.reads.get(rs.context);
@@ -474,4 +481,9 @@ export class RaftGroup<R = unknown> {
     if (err instanceof NotLeaderError) return { notLeader: true, leader: err.leader };
     return { notLeader: false };
   }
+}
+
+/** Leader-only messages that promise nothing about this node's disk. */
+export function sendsBeforePersist(m: Message): boolean {
+  return m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap' || m.type === 'timeoutNow';
 }

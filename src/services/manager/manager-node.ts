@@ -20,7 +20,10 @@ import type { Logger } from '../common/logger.js';
 import { ManagerMetrics } from './manager-metrics.js';
 import { KEYS, ManagerState, type MemberRecord } from './manager-state.js';
 import { registerClusterRoutes } from './cluster-routes.js';
+import { registerShardRoutes } from './shard-routes.js';
 import { LivenessService } from './liveness.js';
+import { PlacementService } from './placement-service.js';
+import { registerTopicRoutes } from './topic-routes.js';
 
 export const MANAGER_GROUP = 'managers';
 /** Largest value accepted in the KV API. */
@@ -47,6 +50,7 @@ export class ManagerNode {
   private readonly memberHttp = new Map<string, string>();
   readonly startedAt = Date.now();
   readonly liveness: LivenessService;
+  readonly placement: PlacementService;
 
   constructor(
     readonly config: NodeConfig,
@@ -66,6 +70,7 @@ export class ManagerNode {
     this.app = Fastify({ logger: false, bodyLimit: MAX_VALUE_BYTES + 64 * 1024 });
     this.metrics = new ManagerMetrics(this);
     this.liveness = new LivenessService(this);
+    this.placement = new PlacementService(this);
   }
 
   async start(): Promise<void> {
@@ -87,6 +92,7 @@ export class ManagerNode {
       onLeaderChange: (leader, term) => {
         this.log.info({ leader, term }, 'manager leader changed');
         this.liveness.onLeaderChange(leader);
+        this.placement.onLeaderChange(leader);
       },
     });
     this.registerRoutes();
@@ -95,6 +101,7 @@ export class ManagerNode {
 
   async stop(): Promise<void> {
     this.liveness.stop();
+    this.placement.stop();
     await this.app.close();
     await this.host.stop();
   }
@@ -175,6 +182,7 @@ export class ManagerNode {
       return new HttpError(503, e.leader ? `not the leader (leader is ${e.leader}); retry` : 'no leader; retry shortly', {
         reason: e.leader ? 'not leader' : 'no leader',
         leader: e.leader,
+        ...(e.leader ? { leaderHttp: this.memberAddress(e.leader) ?? null } : {}),
       });
     }
     if (e instanceof ProposalDroppedError) return new HttpError(503, `${e.message}; retry`, { reason: 'dropped' });
@@ -252,6 +260,8 @@ export class ManagerNode {
     });
 
     registerClusterRoutes(this);
+    registerShardRoutes(this);
+    registerTopicRoutes(this);
   }
 
   private async handleCas(req: FastifyRequest, reply: FastifyReply): Promise<unknown> {

@@ -24,6 +24,7 @@ import {
   type KvCommand,
   type KvResult,
 } from '../../../src/raft/kv/kv-state-machine.js';
+import { sendsBeforePersist } from '../../../src/raft/host/raft-group.js';
 import { MemoryLog, emptySnapshot } from '../../../src/raft/storage/memory-log.js';
 import { EventQueue } from './event-queue.js';
 import { Rng } from './rng.js';
@@ -333,6 +334,8 @@ export class SimCluster {
     n.disk.append(rd.entries);
     if (rd.hardState) n.disk.setHardState(rd.hardState);
     n.persisting = true;
+    // As the real host does: leader appends/heartbeats go out before the fsync.
+    for (const m of rd.messages) if (sendsBeforePersist(m)) this.send(m);
     const finish = () => {
       if (!n.alive || n.incarnation !== inc) return;
       if (rd.mustSync) n.disk.sync();
@@ -350,7 +353,7 @@ export class SimCluster {
         n.mem.setHardState(rd.hardState);
         if (rd.mustSync) n.syncedTerm = Math.max(n.syncedTerm, rd.hardState.term);
       }
-      for (const m of rd.messages) this.send(m);
+      for (const m of rd.messages) if (!sendsBeforePersist(m)) this.send(m);
       for (const e of rd.committedEntries) this.apply(n, e);
       for (const rs of rd.readStates) {
         const r = n.reads.get(rs.context);
