@@ -2,11 +2,12 @@
 // through Raft, and wait after each phase until the system's real state says
 // it is ready (a leader elected and every member on the latest configuration,
 // not merely a port that opens).
-import { ManagerClient } from '../client/manager-client.js';
+import { ManagerClient, ManagerRequestError } from '../client/manager-client.js';
 import { DvoteError } from '../core/errors.js';
 import type { DesiredNode } from '../core/layout.js';
 import type { Plan, Step } from '../core/planner.js';
 import { buildSpec, type SpecContext } from '../core/specs.js';
+import { shardInitRequest } from '../core/shard-records.js';
 import type { Topology } from '../core/topology.js';
 import type { ObservedNode, Runtime } from '../runtime/runtime.js';
 import { waitFor } from '../runtime/wait.js';
@@ -50,12 +51,15 @@ export async function executePlan(ctx: ConvergeContext, plan: Plan): Promise<{ c
     for (const phase of plan.phases) {
       const t0 = performance.now();
       await out.step(phase.name, async (update) => {
+        // Replicas leave the shard records before their nodes go.
+        if (phase.steps.some((s) => s.kind === 'remove' && s.role === 'postgres')) await initShardRecords(ctx, specCtx, update);
         for (const step of phase.steps) {
           if (ctx.signal.aborted) throw new DvoteError('TIMEOUT', 'interrupted', 'run `dvote up` again to converge, or `dvote down`');
           update(describe(step));
           await runStep(ctx, specCtx, step, created);
         }
         if (phase.waitFor) await waitReady(ctx, phase.waitFor, update);
+        if (phase.waitFor === 'postgres') await initShardRecords(ctx, specCtx, update);
       });
       ctx.timings.push({ name: phase.name, ms: Math.round(performance.now() - t0) });
     }
@@ -120,6 +124,21 @@ async function runStep(ctx: ConvergeContext, specCtx: SpecContext, step: Step, c
     case 'remove':
       await runtime.remove(topology.cluster, step.name, { volumes: true });
       return;
+  }
+}
+
+/** Tell the managers the shards' nodes (POST /v1/shards/init: idempotent) before shard services start. */
+async function initShardRecords(ctx: ConvergeContext, specCtx: SpecContext, update: (s: string) => void): Promise<void> {
+  update('recording shards in the managers');
+  const body = shardInitRequest(ctx.topology, ctx.desired, (node, service, port) => specCtx.addressing.internal(node, service, port));
+  const client = await managerClient(ctx.runtime, ctx.topology.cluster, []);
+  try {
+    await client.request('POST', '/v1/shards/init', body);
+  } catch (e) {
+    if (e instanceof ManagerRequestError) throw new DvoteError('INVALID_TOPOLOGY', `the managers refused the shard layout: ${e.message}`, 'keep the shard count and map of a running cluster, or `dvote down --volumes` first');
+    throw e;
+  } finally {
+    await client.close();
   }
 }
 

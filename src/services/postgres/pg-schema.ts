@@ -1,0 +1,126 @@
+// The schema every PostgreSQL copy of a shard holds, and how to connect to it.
+// Created (idempotently) by the postgres node at every start.
+//
+//   votes    one row per voter; the primary key is what makes a vote unique
+//   outbox   votes committed on the primary but not yet known to be in the
+//            vote log; written in the same transaction as the vote (the
+//            async mode's relay ships and deletes them)
+//   applied  per log partition, the next offset a replica applier will apply
+//   meta     this copy's node name, role and epoch (the fence), schema version
+//
+// The fence: dvote_assert_writable(epoch) raises unless this copy is the
+// primary at exactly that epoch. Every vote batch calls it once (an InitPlan)
+// while holding a shared advisory lock until commit; changing role or epoch
+// takes the exclusive lock, so it waits for batches in flight and every later
+// batch sees the new values.
+import pg from 'pg';
+
+/** The database superuser initdb creates (trust authentication, see pg-server.ts). */
+export const PG_USER = 'dvote';
+export const PG_DATABASE = 'dvote';
+export const SCHEMA_VERSION = 1;
+/** Advisory lock key of the fence ("dvote" in ASCII). */
+export const FENCE_LOCK_KEY = 0x64766f7465;
+
+/** SQLSTATEs the fence raises. */
+export const FENCE_ERRORS = {
+  notPrimary: 'DV001',
+  wrongEpoch: 'DV002',
+} as const;
+
+export const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS votes (
+  voter_id bigint PRIMARY KEY,
+  choice   smallint NOT NULL CHECK (choice >= 1),
+  cast_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS outbox (
+  id       bigserial PRIMARY KEY,
+  epoch    bigint NOT NULL,
+  voter_id bigint NOT NULL,
+  choice   smallint NOT NULL,
+  cast_at  timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS applied (
+  partition   int PRIMARY KEY,
+  next_offset bigint NOT NULL CHECK (next_offset >= 0)
+);
+CREATE TABLE IF NOT EXISTS meta (
+  key   text PRIMARY KEY,
+  value text NOT NULL
+);
+CREATE OR REPLACE FUNCTION dvote_assert_writable(expected_epoch bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+  r text;
+  e bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock_shared(${FENCE_LOCK_KEY});
+  SELECT value INTO r FROM meta WHERE key = 'role';
+  SELECT value::bigint INTO e FROM meta WHERE key = 'epoch';
+  IF r IS DISTINCT FROM 'primary' THEN
+    RAISE EXCEPTION 'this PostgreSQL is % (not the primary): writes refused', coalesce(r, 'unassigned')
+      USING ERRCODE = '${FENCE_ERRORS.notPrimary}';
+  END IF;
+  IF e IS DISTINCT FROM expected_epoch THEN
+    RAISE EXCEPTION 'this primary is at epoch %, the writer at epoch %: writes refused', coalesce(e::text, 'none'), expected_epoch
+      USING ERRCODE = '${FENCE_ERRORS.wrongEpoch}';
+  END IF;
+  RETURN true;
+END
+$fn$;
+INSERT INTO meta (key, value) VALUES ('schema_version', '${SCHEMA_VERSION}')
+  ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+INSERT INTO meta (key, value) VALUES ('created_at', now()::text) ON CONFLICT (key) DO NOTHING;
+`;
+
+/** Set this copy's role and epoch under the fence's exclusive lock (waits for write batches in flight). */
+export async function setFence(client: pg.ClientBase, role: string, epoch: number): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock(${FENCE_LOCK_KEY})`);
+    await client.query(
+      `INSERT INTO meta (key, value) VALUES ('role', $1), ('epoch', $2)
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+      [role, String(epoch)],
+    );
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+export async function readMeta(client: pg.ClientBase | pg.Pool): Promise<Record<string, string>> {
+  const r = await client.query<{ key: string; value: string }>('SELECT key, value FROM meta');
+  return Object.fromEntries(r.rows.map((x) => [x.key, x.value]));
+}
+
+// bigint columns come back as JS numbers: voter ids and offsets stay below
+// 2^53 (the topology caps voter ids at Number.MAX_SAFE_INTEGER).
+const int8 = (v: string) => Number(v);
+const int8Array = pg.types.getTypeParser(1016 as number) as (v: string) => string[];
+const typeParsers: Record<number, (v: string) => unknown> = {
+  20: int8,
+  1016: (v: string) => int8Array(v).map(Number),
+};
+
+/** Type parsers for a pg client/pool config (`types: pgTypes`). */
+export const pgTypes = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    typeParsers[oid] ?? (pg.types.getTypeParser as (o: number, f?: string) => (v: string) => unknown)(oid, format),
+};
+
+/** Connection settings for a copy at "host:port". */
+export function pgConnection(address: string, applicationName: string): pg.PoolConfig {
+  const i = address.lastIndexOf(':');
+  return {
+    host: address.slice(0, i),
+    port: Number(address.slice(i + 1)),
+    user: PG_USER,
+    database: PG_DATABASE,
+    application_name: applicationName.slice(0, 63),
+    keepAlive: true,
+    types: pgTypes as pg.CustomTypesConfig,
+  };
+}

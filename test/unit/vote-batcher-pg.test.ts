@@ -1,0 +1,150 @@
+// The vote path's SQL and group commit against a real PostgreSQL (started by
+// the postgres role's own code): the fence, first-vote-wins under concurrent
+// load with duplicate voters, the outbox in the same transaction, batching.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setFence } from '../../src/services/postgres/pg-schema.js';
+import { VoteBatcher, type VoteOutcome } from '../../src/services/shard/vote-batcher.js';
+import { FencedError, tallyOf, VoteStore } from '../../src/services/shard/vote-store.js';
+import { startTempPostgres, type TempPostgres } from '../utils/temp-postgres.js';
+
+let db: TempPostgres;
+let pool: pg.Pool;
+
+async function fence(role: string, epoch: number): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await setFence(c, role, epoch);
+  } finally {
+    c.release();
+  }
+}
+
+beforeAll(async () => {
+  db = await startTempPostgres();
+  pool = db.pool(12);
+}, 60_000);
+
+afterAll(async () => {
+  await db?.stop();
+});
+
+describe('VoteStore on PostgreSQL', () => {
+  const store = new VoteStore({ outbox: true });
+
+  it('refuses writes until the copy is primary at the writer\'s epoch, and stores nothing meanwhile', async () => {
+    await expect(store.commitBatch(pool, 1, [{ voterId: 1, choice: 1 }])).rejects.toMatchObject({ name: 'FencedError', code: 'DV001' });
+    await fence('primary', 3);
+    await expect(store.commitBatch(pool, 2, [{ voterId: 1, choice: 1 }])).rejects.toMatchObject({ name: 'FencedError', code: 'DV002' });
+    await fence('replica', 3);
+    await expect(store.commitBatch(pool, 3, [{ voterId: 1, choice: 1 }])).rejects.toBeInstanceOf(FencedError);
+    const n = await pool.query('SELECT count(*)::int AS n FROM votes');
+    expect(n.rows[0].n).toBe(0);
+    await fence('primary', 3);
+    const [o] = await store.commitBatch(pool, 3, [{ voterId: 1, choice: 2 }]);
+    expect(o).toMatchObject({ voterId: 1, status: 'accepted', choice: 2, epoch: 3 });
+  });
+
+  it('checks the fence once per batch (an InitPlan), not per row', async () => {
+    const r = await pool.query(
+      `EXPLAIN INSERT INTO votes (voter_id, choice) SELECT v, 1 FROM unnest($2::bigint[]) v WHERE (SELECT dvote_assert_writable($1::bigint)) ON CONFLICT DO NOTHING`,
+      [3, [1, 2, 3]],
+    );
+    const plan = r.rows.map((x) => x['QUERY PLAN'] as string).join('\n');
+    expect(plan).toMatch(/InitPlan/);
+    expect(plan).toMatch(/One-Time Filter/);
+  });
+
+  it('a duplicate keeps the first choice and adds no outbox row', async () => {
+    const before = (await pool.query('SELECT count(*)::int AS n FROM outbox')).rows[0].n as number;
+    const out = await store.commitBatch(pool, 3, [
+      { voterId: 1, choice: 3 },
+      { voterId: 2, choice: 3 },
+    ]);
+    expect(out[0]).toMatchObject({ status: 'duplicate', choice: 2 });
+    expect(out[1]).toMatchObject({ status: 'accepted', choice: 3 });
+    const after = (await pool.query('SELECT count(*)::int AS n FROM outbox')).rows[0].n as number;
+    expect(after - before).toBe(1);
+    expect(await store.getVote(pool, 1)).toMatchObject({ choice: 2 });
+    expect(await store.getVote(pool, 424242)).toBeNull();
+  });
+
+  it('refuses a batch holding one voter twice (the batcher never builds one)', async () => {
+    await expect(store.commitBatch(pool, 3, [{ voterId: 5, choice: 1 }, { voterId: 5, choice: 2 }])).rejects.toThrow(/voter twice/);
+  });
+
+  it('without an outbox (no vote log) only votes are written', async () => {
+    const plain = new VoteStore({ outbox: false });
+    const before = (await pool.query('SELECT count(*)::int AS n FROM outbox')).rows[0].n as number;
+    await plain.commitBatch(pool, 3, [{ voterId: 9_999_999_999, choice: 1 }]);
+    expect((await pool.query('SELECT count(*)::int AS n FROM outbox')).rows[0].n).toBe(before);
+    expect(await plain.getVote(pool, 9_999_999_999)).toMatchObject({ choice: 1 });
+  });
+});
+
+describe('group commit under concurrent load with 1% duplicate voters', () => {
+  it('counts each voter once with their first choice; duplicates answer with that first choice', async () => {
+    await pool.query('TRUNCATE votes, outbox');
+    await fence('primary', 4);
+    const store = new VoteStore({ outbox: true });
+    const batcher = new VoteBatcher((b) => store.commitBatch(pool, 4, b), { maxInFlight: 4, maxBatch: 500 });
+    const voters = 4000;
+    const base = 1_000_000;
+    // 1% of the requests re-vote an earlier voter, with another choice, mixed into the stream
+    const requests: { voterId: number; choice: number }[] = [];
+    for (let i = 0; i < voters; i++) {
+      requests.push({ voterId: base + i, choice: 1 + (i % 3) });
+      if (i % 100 === 99) requests.push({ voterId: base + i - 50, choice: 1 + ((i - 50 + 1) % 3) }); // never the first choice
+    }
+    // 64 concurrent clients, each sending its share one vote at a time
+    const outcomes: VoteOutcome[] = [];
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < requests.length) {
+          const r = requests[next++]!;
+          outcomes.push(await batcher.submit(r));
+        }
+      }),
+    );
+    const ms = performance.now() - t0;
+    const accepted = outcomes.filter((o) => o.status === 'accepted');
+    const dups = outcomes.filter((o) => o.status === 'duplicate');
+    expect(accepted).toHaveLength(voters);
+    expect(dups).toHaveLength(requests.length - voters);
+    const firstChoice = new Map(accepted.map((o) => [o.voterId, o.choice]));
+    for (const d of dups) expect(d.choice).toBe(firstChoice.get(d.voterId));
+    const rows = await pool.query<{ voter_id: number; choice: number }>('SELECT voter_id, choice FROM votes');
+    expect(rows.rowCount).toBe(voters);
+    for (const r of rows.rows) expect(r.choice).toBe(firstChoice.get(r.voter_id));
+    const t = await tallyOf(pool);
+    expect(t.total).toBe(voters);
+    const outbox = await pool.query('SELECT count(*)::int AS n, count(DISTINCT voter_id)::int AS d FROM outbox WHERE epoch = 4');
+    expect(outbox.rows[0]).toEqual({ n: voters, d: voters });
+    const s = batcher.stats();
+    expect(s.largestBatch).toBeGreaterThan(1);
+    console.log(`${requests.length} votes (64 clients, one vote per request) in ${ms.toFixed(0)} ms = ${Math.round((requests.length / ms) * 1000)}/s; ${s.batches} batches, largest ${s.largestBatch}`);
+  }, 60_000);
+
+  it('changing the fence waits for batches in flight; batches after it are refused', async () => {
+    const store = new VoteStore({ outbox: false });
+    const holder = await pool.connect();
+    try {
+      // a write transaction that has passed the fence and not yet committed
+      await holder.query('BEGIN');
+      await holder.query(`INSERT INTO votes (voter_id, choice) SELECT 777, 1 WHERE (SELECT dvote_assert_writable(4))`);
+      let fenced = false;
+      const fencing = fence('fenced', 5).then(() => (fenced = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fenced).toBe(false); // waits for the open batch
+      await holder.query('COMMIT');
+      await fencing;
+      await expect(store.commitBatch(pool, 4, [{ voterId: 778, choice: 1 }])).rejects.toMatchObject({ code: 'DV001' });
+      expect(await store.getVote(pool, 777)).not.toBeNull();
+      expect(await store.getVote(pool, 778)).toBeNull();
+    } finally {
+      holder.release();
+    }
+  });
+});
