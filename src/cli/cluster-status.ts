@@ -23,6 +23,25 @@ export interface StatusNode {
   health?: Record<string, unknown>;
 }
 
+/** One row per broker partition, merged from the brokers' /health reports. */
+export interface StatusPartition {
+  topic: string;
+  partition: number;
+  /** The broker that leads it in the highest term reported, or null. */
+  leader: string | null;
+  term: number | null;
+  /** Voters (and learners, marked "+") as the leader (or any replica) reports them. */
+  replicas: string[];
+  learners: string[];
+  /** Brokers that answered for it. */
+  reportedBy: string[];
+  commitIndex: number | null;
+  /** Messages stored (the next offset). */
+  highWatermark: number | null;
+  /** Leader: entries its slowest replica is behind. */
+  lag: number | null;
+}
+
 export interface StatusDoc {
   schema: 'dvote.status/v1';
   cluster: string;
@@ -32,7 +51,59 @@ export interface StatusDoc {
   managerLeader: string | null;
   problems: string[];
   nodes: StatusNode[];
+  /** Broker log partitions (empty without brokers). */
+  partitions: StatusPartition[];
   checkedAt: string;
+}
+
+interface PartitionHealth {
+  topic: string;
+  partition: number;
+  role: string;
+  term: number;
+  commitIndex: number;
+  highWatermark: number;
+  voters: string[];
+  learners: string[];
+  lag: number;
+}
+
+/**
+ * Merge the partition reports of every broker's /health into one row per
+ * partition. The leader is a replica that says it leads in the highest term
+ * any replica reports (a deposed leader that has not heard of the new term
+ * yet does not count); without one the row has leader null.
+ */
+export function partitionRows(nodes: StatusNode[]): StatusPartition[] {
+  const reports = new Map<string, { node: string; p: PartitionHealth }[]>();
+  for (const n of nodes) {
+    if (n.role !== 'broker' || !n.health || !Array.isArray(n.health.partitions)) continue;
+    for (const p of n.health.partitions as PartitionHealth[]) {
+      const key = `${p.topic}/${p.partition}`;
+      if (!reports.has(key)) reports.set(key, []);
+      reports.get(key)!.push({ node: n.name, p });
+    }
+  }
+  const rows: StatusPartition[] = [];
+  for (const list of reports.values()) {
+    const first = list[0]!.p;
+    const term = Math.max(...list.map((r) => r.p.term));
+    const lead = list.find((r) => r.p.role === 'leader' && r.p.term === term);
+    const source = lead?.p ?? list.reduce((a, b) => (b.p.commitIndex > a.p.commitIndex ? b : a)).p;
+    rows.push({
+      topic: first.topic,
+      partition: first.partition,
+      leader: lead?.node ?? null,
+      term,
+      replicas: [...source.voters],
+      learners: [...source.learners],
+      reportedBy: list.map((r) => r.node),
+      commitIndex: lead ? source.commitIndex : Math.max(...list.map((r) => r.p.commitIndex)),
+      highWatermark: lead ? source.highWatermark : Math.max(...list.map((r) => r.p.highWatermark)),
+      lag: lead ? source.lag : null,
+    });
+  }
+  return rows.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
 }
 
 export async function fetchHealth(endpoint: string, timeoutMs = 1000): Promise<{ status: number; body: Record<string, unknown> } | { error: string }> {
@@ -102,6 +173,8 @@ export async function collectStatus(runtime: Runtime, cluster: string): Promise<
     }
   }
   for (const n of nodes) if (!n.healthy) problems.push(`${n.name}: ${n.problem ?? 'unhealthy'}`);
+  const partitions = partitionRows(nodes);
+  for (const p of partitions) if (p.leader === null) problems.push(`partition ${p.topic}/${p.partition} has no leader`);
   return {
     schema: 'dvote.status/v1',
     cluster,
@@ -110,6 +183,7 @@ export async function collectStatus(runtime: Runtime, cluster: string): Promise<
     managerLeader,
     problems,
     nodes,
+    partitions,
     checkedAt: new Date().toISOString(),
   };
 }

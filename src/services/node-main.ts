@@ -16,6 +16,18 @@ async function startRole(config: NodeConfig): Promise<Stopper> {
       const { runManager } = await import('./manager/run-manager.js');
       return runManager(config, log);
     }
+    case 'postgres': {
+      const { runPostgres } = await import('./postgres/run-postgres.js');
+      return runPostgres(config, log);
+    }
+    case 'shard': {
+      const { runShard } = await import('./shard/run-shard.js');
+      return runShard(config, log);
+    }
+    case 'broker': {
+      const { runBroker } = await import('./broker/run-broker.js');
+      return runBroker(config, log);
+    }
     default:
       throw new Error(`role ${config.role} is not implemented yet`);
   }

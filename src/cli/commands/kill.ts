@@ -14,6 +14,8 @@ export interface KillOptions {
   nodes: string[];
   role?: string;
   leader?: boolean;
+  /** With role broker: the leader of this "<topic>/<partition>". */
+  leaderOf?: string;
   random?: boolean;
   signal: 'KILL' | 'TERM';
   action: FaultAction;
@@ -39,6 +41,7 @@ export function registerKill(program: Command, run: Run): void {
     .argument('[nodes...]', 'node names (see dvote status)')
     .option('--role <role>', 'pick among nodes of this role (manager, broker, shard, postgres)')
     .option('--leader', 'with --role manager: the current manager leader')
+    .option('--leader-of <topic/partition>', 'with --role broker: the broker leading this partition (e.g. votes/0)')
     .option('--random', 'one random running node (of --role if given)')
     .addOption(new Option('--signal <signal>', 'signal for a kill').choices(['KILL', 'TERM']).default('KILL'))
     .option('--pause', 'freeze the node (SIGSTOP / docker pause) instead of killing it')
@@ -53,6 +56,7 @@ kill) until --restart-after brings it back or \`dvote up\` converges the cluster
 
 Examples:
   $ dvote kill --role manager --leader
+  $ dvote kill --role broker --leader-of votes-1/0 --restart-after 3s
   $ dvote kill manager-2 broker-1 --signal TERM
   $ dvote kill --random --pause --restart-after 5s
   $ dvote kill broker-3 --partition --restart-after 10s`,
@@ -73,6 +77,7 @@ Examples:
             nodes,
             ...(typeof o.role === 'string' ? { role: o.role } : {}),
             leader: Boolean(o.leader),
+            ...(typeof o.leaderOf === 'string' ? { leaderOf: o.leaderOf } : {}),
             random: Boolean(o.random),
             signal: (o.signal as 'KILL' | 'TERM') ?? 'KILL',
             action: o.pause ? 'pause' : o.partition ? 'partition' : 'kill',
@@ -86,11 +91,24 @@ Examples:
 
 export async function resolveTargets(runtime: Runtime, cluster: string, o: KillOptions): Promise<ObservedNode[]> {
   const all = await runtime.listNodes(cluster);
-  const chosenWays = [o.nodes.length > 0, Boolean(o.leader), Boolean(o.random)].filter(Boolean).length;
+  const chosenWays = [o.nodes.length > 0, Boolean(o.leader), Boolean(o.leaderOf), Boolean(o.random)].filter(Boolean).length;
   if (chosenWays === 0) {
-    throw new DvoteError('USAGE', 'no target given', 'name nodes, or use --role manager --leader, or --random');
+    throw new DvoteError('USAGE', 'no target given', 'name nodes, or use --role manager --leader, --role broker --leader-of <topic>/<partition>, or --random');
   }
-  if (chosenWays > 1) throw new DvoteError('USAGE', 'give node names, --leader or --random, not several', 'pick one way to choose targets');
+  if (chosenWays > 1) throw new DvoteError('USAGE', 'give node names, --leader, --leader-of or --random, not several', 'pick one way to choose targets');
+  if (o.leaderOf) {
+    if (o.role !== 'broker') throw new DvoteError('USAGE', '--leader-of needs --role broker', 'e.g. dvote kill --role broker --leader-of votes/0');
+    const m = /^(.+)\/(\d+)$/.exec(o.leaderOf);
+    if (!m) throw new DvoteError('USAGE', `--leader-of "${o.leaderOf}" is not <topic>/<partition>`, 'e.g. --leader-of votes/0');
+    const status = await collectStatus(runtime, cluster);
+    const row = status.partitions.find((p) => p.topic === m[1] && p.partition === Number(m[2]));
+    if (!row) {
+      const known = status.partitions.map((p) => `${p.topic}/${p.partition}`);
+      throw new DvoteError('NOT_FOUND', `no broker reports partition ${o.leaderOf}`, known.length ? `known partitions: ${known.slice(0, 20).join(', ')}` : 'create the topic first');
+    }
+    if (!row.leader) throw new DvoteError('UNHEALTHY', `partition ${o.leaderOf} has no leader right now`, 'check `dvote status`; try again in a moment');
+    return [all.find((x) => x.name === row.leader)!];
+  }
   if (o.nodes.length > 0) {
     const unknown = o.nodes.filter((n) => !all.some((x) => x.name === n));
     if (unknown.length > 0) {

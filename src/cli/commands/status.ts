@@ -62,5 +62,18 @@ export function renderStatus(doc: StatusDoc, out: Output): string {
   const verdict = doc.healthy
     ? c.green(`cluster "${doc.cluster}" healthy`)
     : c.red(`cluster "${doc.cluster}" unhealthy`) + (doc.problems.length ? `\n  ${doc.problems.join('\n  ')}` : '');
-  return `${renderTable(head, rows)}\n${verdict} (${doc.runtime} runtime, ${doc.nodes.length} nodes${doc.managerLeader ? `, manager leader ${doc.managerLeader}` : ''})`;
+  let partitionTable = '';
+  if (doc.partitions.length > 0) {
+    const prow = doc.partitions.map((p) => [
+      `${p.topic}/${p.partition}`,
+      p.leader ?? c.red('none'),
+      [...p.replicas, ...p.learners.map((l) => `+${l}`)].join(','),
+      p.term ?? '-',
+      p.commitIndex ?? '-',
+      p.highWatermark ?? '-',
+      p.lag ?? '-',
+    ]);
+    partitionTable = `\n${renderTable(['partition', 'leader', 'replicas (+learner)', 'term', 'commit', 'messages', 'lag'], prow)}`;
+  }
+  return `${renderTable(head, rows)}${partitionTable}\n${verdict} (${doc.runtime} runtime, ${doc.nodes.length} nodes${doc.managerLeader ? `, manager leader ${doc.managerLeader}` : ''})`;
 }
