@@ -14,6 +14,8 @@ import { registerDown } from './commands/down.js';
 import { registerScale } from './commands/scale.js';
 import { registerImages } from './commands/images.js';
 import { registerReport } from './commands/report.js';
+import { registerBench } from './commands/bench.js';
+import { registerDemo } from './commands/demo.js';
 import { registerVote } from './commands/vote.js';
 import { registerTally } from './commands/tally.js';
 import { VERSION } from './version.js';
@@ -70,7 +72,7 @@ Examples:
 Exit codes: 0 ok, 1 unhealthy or a check failed, 2 bad usage or input, 3 runtime unavailable.
 JSON documents carry "schema": "dvote.<kind>/v1" (see README.md).`,
     );
-  const register = [registerUp, registerStatus, registerScale, registerKill, registerLogs, registerDown, registerImages, registerVote, registerTally, registerReport];
+  const register = [registerUp, registerStatus, registerScale, registerKill, registerLogs, registerDown, registerImages, registerVote, registerTally, registerBench, registerReport, registerDemo];
   for (const r of register) r(program, run);
   return program;
 }

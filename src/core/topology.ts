@@ -89,7 +89,7 @@ export interface ValidationResult {
   warnings: string[];
 }
 
-/** Default port base: 7100 for the cluster "dvote", a distinct block per other name. */
+/** Default port base: 7100 for the cluster "dvote", one of 24 blocks below 32768 per other name. */
 export function defaultPortBase(cluster: string): number {
   if (cluster === 'dvote') return 7100;
   let h = 0x811c9dc5;
@@ -97,7 +97,10 @@ export function defaultPortBase(cluster: string): number {
     h ^= cluster.charCodeAt(i);
     h = Math.imul(h, 0x01000193) >>> 0;
   }
-  return 8100 + 1000 * (h % 50);
+  // Blocks stay below 32768, where Linux starts handing out ephemeral ports
+  // for outgoing connections (ip_local_port_range): a listener there could
+  // find its port taken by some client's socket.
+  return 8100 + 1000 * (h % 24);
 }
 
 function pathOf(path: ReadonlyArray<PropertyKey>): string {

@@ -23,6 +23,8 @@ export interface UpOptions {
   runtime?: string;
   portBase?: number;
   timeoutMs: number;
+  /** Other topology keys set by code (e.g. the bench matrix's shard map). */
+  extra?: Record<string, unknown>;
 }
 
 export interface UpDoc {
@@ -100,6 +102,7 @@ export async function up(ctx: CommandContext, opts: UpOptions): Promise<UpDoc> {
     replication: opts.replication,
     runtime: opts.runtime,
     ...(opts.portBase !== undefined ? { ports: { base: opts.portBase } } : {}),
+    ...(opts.extra ?? {}),
   };
   const { topology, warnings } = loadTopology(opts.file, flags);
   for (const w of warnings) out.warn(w);

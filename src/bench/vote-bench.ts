@@ -1,0 +1,320 @@
+// `dvote bench` for votes: load the cluster (closed or open loop, one vote per
+// request or batches), optionally inject faults, then verify every copy and
+// report throughput, latency percentiles, errors by kind, a timeline, the
+// faults with their recovery times, and the verification.
+import pg from 'pg';
+import { VoteClient, type VoteResult } from '../client/vote-client.js';
+import { ShardRouter } from '../core/shard-map.js';
+import type { ShardRecord } from '../core/shard-records.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { pgConnection } from '../services/postgres/pg-schema.js';
+import { runChaos, type FaultEvent } from './chaos.js';
+import type { LatencySummary } from './histogram.js';
+import { runLoad, type LoadMode, type OpOutcome, type TimelinePoint } from './load-generator.js';
+import { verifyVotes, type CopyRef, type VerifyResult } from './verify.js';
+import { Workload } from './workload.js';
+
+export interface VoteBenchOptions {
+  votes?: number;
+  durationMs?: number;
+  concurrency?: number;
+  rate?: number;
+  /** Size of the voter id space used by the run (default: the number of votes). */
+  voters?: number;
+  duplicates: number;
+  batch: number;
+  chaos: boolean;
+  verify: boolean;
+  settleTimeoutMs: number;
+  seed: number;
+  /** Talk to shard services at their direct address (container IP) rather than the published port. */
+  direct: boolean;
+  connections?: number;
+}
+
+export interface BenchEnv {
+  runtime: Runtime;
+  cluster: string;
+  signal: AbortSignal;
+  progress: (msg: string) => void;
+}
+
+export interface BenchDoc {
+  schema: 'dvote.bench/v1';
+  cluster: string;
+  runtime: string;
+  startedAt: string;
+  config: {
+    workload: 'vote';
+    mode: LoadMode;
+    votes: number | null;
+    durationMs: number | null;
+    batch: number;
+    voters: number;
+    duplicates: number;
+    chaos: boolean;
+    replication: string;
+    shards: number;
+    replicas: number;
+    brokers: number;
+    idRange: { from: number; to: number };
+    seed: number;
+  };
+  votes: { sent: number; acknowledged: number; rejected: number; failed: number; unknownOutcome: number };
+  throughput: { votesPerSec: number; requestsPerSec: number; elapsedMs: number };
+  latencyMs: LatencySummary;
+  errorsByKind: Record<string, number>;
+  timeline: TimelinePoint[];
+  faults: FaultEvent[];
+  verify: (VerifyResult & { skipped?: false }) | { skipped: true; ok: boolean; lost: number; duplicated: number; divergent: number };
+  /** async mode: votes committed on a primary but not yet shipped to the log at the end of the load. */
+  atRisk: number | null;
+}
+
+export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<BenchDoc> {
+  const { runtime, cluster } = env;
+  const startedAt = new Date().toISOString();
+  const nodes = await runtime.listNodes(cluster);
+  const managers = nodes.filter((n) => n.role === 'manager' && n.state === 'running').map((n) => n.endpoint);
+  if (managers.length === 0) throw new Error(`no running manager in cluster "${cluster}"`);
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const client = new VoteClient({
+    managers,
+    endpointOf: (node, adv) => {
+      const n = byName.get(node);
+      if (!n) return `http://${adv}`;
+      return o.direct ? n.directEndpoint : n.endpoint;
+    },
+    connections: o.connections ?? Math.max(8, Math.min(256, o.concurrency ?? 64)),
+    timeoutMs: 30_000,
+  });
+  try {
+    const snap = await client.connect();
+    const topology = snap.topology!;
+    const router = new ShardRouter(snap.shardMap!);
+    const records = (): ShardRecord[] => client.directory.current()?.shards ?? snap.shards;
+    client.directory.watch(() => undefined);
+
+    // A fresh id range: above every vote already stored, so earlier runs do not interfere.
+    const total = o.votes ?? null;
+    const voters = o.voters ?? Math.max(1, total ?? 1_000_000);
+    const from = Math.max(topology.voterIds.min, (await maxStoredVoter(records(), byName)) + 1);
+    const to = from + voters;
+    if (to - 1 > topology.voterIds.max) {
+      throw new Error(`not enough unused voter ids: the run needs ${voters} from ${from}, the cluster accepts up to ${topology.voterIds.max}; lower --voters or start a fresh cluster`);
+    }
+    const workload = new Workload({ minId: from, voters, duplicates: o.duplicates, choices: topology.ballot.length, seed: o.seed });
+
+    const acknowledged = new Map<number, number>();
+    const unknown = new Set<number>();
+    let acknowledgedTwice = 0;
+    let rejected = 0;
+    let failedVotes = 0;
+    let sent = 0;
+    const t0 = performance.now();
+    // 10 ms buckets that saw a successful vote, for recovery times after faults.
+    const successBuckets = new Set<number>();
+
+    const onResult = (r: VoteResult, planned: { voterId: number; choice: number }) => {
+      const id = planned.voterId;
+      if (r.status === 'accepted') {
+        successBuckets.add(Math.floor((performance.now() - t0) / 10));
+        if (acknowledged.has(id)) acknowledgedTwice++;
+        else acknowledged.set(id, r.choiceIndex ?? planned.choice);
+        unknown.delete(id);
+        return true;
+      }
+      if (r.status === 'already-voted') {
+        successBuckets.add(Math.floor((performance.now() - t0) / 10));
+        rejected++;
+        // The cluster names the stored first choice: it is stored, so it is acknowledged now.
+        if (!acknowledged.has(id) && r.choiceIndex !== undefined) {
+          acknowledged.set(id, r.choiceIndex);
+          unknown.delete(id);
+        }
+        return true;
+      }
+      failedVotes++;
+      if (!acknowledged.has(id)) unknown.add(id);
+      return false;
+    };
+
+    const op = async (): Promise<OpOutcome> => {
+      const planned = Array.from({ length: o.batch }, () => workload.take());
+      sent += planned.length;
+      let results: VoteResult[];
+      try {
+        results =
+          o.batch === 1
+            ? [await client.vote(planned[0]!.voterId, planned[0]!.choice)]
+            : await client.voteBatch(planned.map((p) => ({ voterId: p.voterId, choice: p.choice })));
+      } catch (e) {
+        for (const p of planned) {
+          failedVotes++;
+          if (!acknowledged.has(p.voterId)) unknown.add(p.voterId);
+        }
+        return { ok: false, kind: String((e as Error).message).slice(0, 80), units: planned.length };
+      }
+      let okAll = true;
+      let firstError = '';
+      results.forEach((r, i) => {
+        const good = onResult(r, planned[i]!);
+        if (!good) {
+          okAll = false;
+          firstError ||= `${r.status}: ${r.error ?? r.httpStatus}`.slice(0, 80);
+        }
+      });
+      return okAll ? { ok: true, units: planned.length } : { ok: false, kind: firstError, units: planned.length };
+    };
+
+    const mode: LoadMode =
+      o.rate !== undefined ? { kind: 'open', rate: o.rate, maxInFlight: Math.max(64, o.concurrency ?? 1024) } : { kind: 'closed', concurrency: o.concurrency ?? 64 };
+    const requests = total !== null ? Math.ceil(total / o.batch) : undefined;
+
+    const chaosAbort = new AbortController();
+    const chaosRun = o.chaos
+      ? runChaos({
+          runtime,
+          cluster,
+          managers,
+          shards: records,
+          firstAtMs: 1000,
+          everyMs: 3500,
+          downMs: 1500,
+          t0,
+          signal: chaosAbort.signal,
+          log: env.progress,
+        })
+      : Promise.resolve([] as FaultEvent[]);
+
+    const load = await runLoad({
+      mode,
+      ...(requests !== undefined ? { total: requests } : {}),
+      ...(o.durationMs !== undefined ? { durationMs: o.durationMs } : {}),
+      op,
+      signal: env.signal,
+      onProgress: (p) =>
+        env.progress(`${Math.round(p.elapsedMs / 1000)}s: ${acknowledged.size} acknowledged, ${failedVotes} failed, ${p.inFlight} in flight`),
+    });
+    chaosAbort.abort();
+    const faults = await chaosRun;
+    for (const f of faults) {
+      let b = Math.floor(f.at / 10);
+      const last = Math.floor(load.elapsedMs / 10);
+      while (b <= last && !successBuckets.has(b)) b++;
+      f.recoveryMs = b <= last ? b * 10 - f.at : null;
+    }
+
+    const atRisk = await votesAtRisk(records(), byName);
+
+    let verify: BenchDoc['verify'];
+    if (o.verify) {
+      // Faults are undone; give replicas time to settle, then read every copy.
+      const latest = await client.directory.refresh().catch(() => null);
+      const recs = latest?.shards ?? records();
+      const nodesNow = new Map((await runtime.listNodes(cluster)).map((n) => [n.name, n]));
+      const copies: CopyRef[] = recs.flatMap((r) =>
+        [r.primary, ...r.replicas].map((name) => {
+          const n = nodesNow.get(name);
+          return {
+            shard: r.shard,
+            node: name,
+            role: name === r.primary ? 'primary' : 'replica',
+            pgAddress: n && n.state === 'running' ? (n.pgAddress ?? null) : null,
+          };
+        }),
+      );
+      env.progress('verifying every copy');
+      verify = await verifyVotes({
+        copies,
+        acknowledged,
+        unknown,
+        acknowledgedTwice,
+        range: { from, to },
+        shardOf: (id) => router.shardOf(id),
+        settleTimeoutMs: o.settleTimeoutMs,
+        onProgress: env.progress,
+        signal: env.signal,
+      });
+    } else {
+      verify = { skipped: true, ok: acknowledgedTwice === 0, lost: 0, duplicated: acknowledgedTwice, divergent: 0 };
+    }
+
+    const secs = load.elapsedMs / 1000;
+    return {
+      schema: 'dvote.bench/v1',
+      cluster,
+      runtime: runtime.kind,
+      startedAt,
+      config: {
+        workload: 'vote',
+        mode,
+        votes: total,
+        durationMs: o.durationMs ?? null,
+        batch: o.batch,
+        voters,
+        duplicates: o.duplicates,
+        chaos: o.chaos,
+        replication: topology.replication,
+        shards: topology.shards,
+        replicas: topology.replicas,
+        brokers: topology.brokers,
+        idRange: { from, to },
+        seed: o.seed,
+      },
+      votes: { sent, acknowledged: acknowledged.size, rejected, failed: failedVotes, unknownOutcome: unknown.size },
+      throughput: {
+        votesPerSec: Math.round(((acknowledged.size + rejected) / secs) * 10) / 10,
+        requestsPerSec: Math.round((load.ok / secs) * 10) / 10,
+        elapsedMs: Math.round(load.elapsedMs),
+      },
+      latencyMs: load.latency,
+      errorsByKind: load.errorsByKind,
+      timeline: load.timeline,
+      faults,
+      verify,
+      atRisk,
+    };
+  } finally {
+    await client.close();
+  }
+}
+
+/** The highest voter id already stored on any primary (0 when none). */
+async function maxStoredVoter(records: ShardRecord[], byName: Map<string, { pgAddress?: string; state: string }>): Promise<number> {
+  let max = 0;
+  for (const r of records) {
+    const n = byName.get(r.primary);
+    if (!n?.pgAddress || n.state !== 'running') continue;
+    const c = new pg.Client({ ...pgConnection(n.pgAddress, 'dvote-bench'), connectionTimeoutMillis: 5_000 });
+    try {
+      await c.connect();
+      const q = await c.query<{ m: string | null }>('SELECT max(voter_id)::text AS m FROM votes');
+      max = Math.max(max, Number(q.rows[0]?.m ?? 0));
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  return max;
+}
+
+/** Votes committed on a primary whose outbox row was not shipped to the vote log yet. */
+async function votesAtRisk(records: ShardRecord[], byName: Map<string, { pgAddress?: string; state: string }>): Promise<number | null> {
+  let total = 0;
+  for (const r of records) {
+    if (r.mode !== 'async') continue;
+    const n = byName.get(r.primary);
+    if (!n?.pgAddress || n.state !== 'running') return null;
+    const c = new pg.Client({ ...pgConnection(n.pgAddress, 'dvote-bench'), connectionTimeoutMillis: 5_000 });
+    try {
+      await c.connect();
+      const q = await c.query<{ n: string }>('SELECT count(*)::text AS n FROM outbox');
+      total += Number(q.rows[0]!.n);
+    } catch {
+      return null;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  return total;
+}
