@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { renderBenchHtml } from '../../bench/html-report.js';
 import { parseMatrixSpec, runMatrixWith, type MatrixDoc } from '../../bench/matrix.js';
 import { runVoteBench, type BenchDoc } from '../../bench/vote-bench.js';
+import { runQueueLoad } from '../../bench/queue-load.js';
 import { DvoteError } from '../../core/errors.js';
 import { selectForCluster, type RuntimePreference } from '../../runtime/select.js';
 import { parseDuration } from '../../runtime/wait.js';
@@ -18,7 +19,7 @@ export function registerBench(program: Command, run: Run): void {
   program
     .command('bench')
     .description('load the cluster with votes, verify every copy afterwards, and report throughput and latency')
-    .option('--votes <n>', 'number of votes to send (default 20000 unless --duration)')
+    .option('--votes <n>', 'number of votes (queue workload: messages) to send (default 20000 unless --duration)')
     .option('--duration <d>', 'send for this long instead of a count (e.g. 30s)')
     .option('--concurrency <c>', 'closed loop: requests in flight (default 64)')
     .option('--rate <r>', 'open loop: requests per second; latency counts from the intended send time')
@@ -77,8 +78,42 @@ Examples:
         const batch = num('batch', o.batch, 1)!;
         if (batch > 1000) throw new DvoteError('USAGE', '--batch may be at most 1000 (the shard service limit)', 'use --batch 100');
         const cluster = ctx.globals.cluster ?? 'dvote';
-        if (o.workload === 'queue') throw new DvoteError('USAGE', 'the queue workload runs from bench/queue.ts for now', 'npx tsx bench/queue.ts');
         const { runtime } = await selectForCluster(cluster, (o.runtime as RuntimePreference | undefined) ?? 'auto');
+
+        if (o.workload === 'queue') {
+          // Produce/consume load on the brokers: same flags, same report shape.
+          const nodes = await runtime.listNodes(cluster);
+          const managers = nodes.filter((n) => n.role === 'manager' && n.state === 'running').map((n) => n.endpoint.replace(/^http:\/\//, ''));
+          const brokerEndpoints = Object.fromEntries(
+            nodes.filter((n) => n.role === 'broker').map((n) => [n.name, (o.publishedPorts ? n.endpoint : n.directEndpoint).replace(/^http:\/\//, '')]),
+          );
+          if (Object.keys(brokerEndpoints).length === 0) throw new DvoteError('USAGE', `cluster "${cluster}" has no brokers`, 'bring some up with `dvote scale --brokers 3`');
+          if (o.rate !== undefined) throw new DvoteError('USAGE', '--rate is not supported by the queue workload', 'use --concurrency (producers)');
+          const doc = await ctx.out.step('queue benchmark', () =>
+            runQueueLoad({
+              managers,
+              brokerEndpoints,
+              ...(votes !== undefined ? { messages: votes } : {}),
+              ...(durationMs !== undefined ? { durationMs } : {}),
+              producers: num('concurrency', o.concurrency, 1) ?? 1,
+              batch,
+              consume: 'after',
+            }),
+          );
+          if (typeof o.out === 'string') writeFileSync(o.out, `${JSON.stringify(doc, null, 2)}\n`);
+          if (ctx.out.json) ctx.out.document(doc);
+          else {
+            const l = doc.latencyMs;
+            ctx.out.print(
+              `queue: ${doc.messages.acknowledged} acknowledged, ${doc.messages.consumed} consumed, ${doc.messages.failed} failed\n` +
+                `throughput: produce ${doc.throughput.producePerSec} msg/s, consume ${doc.throughput.consumePerSec} msg/s\n` +
+                `produce latency ms: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}\n` +
+                `${doc.verify.ok ? 'verified' : 'VERIFICATION FAILED'}: lost ${doc.verify.lost}, duplicated ${doc.verify.duplicated}, out of order ${doc.verify.outOfOrder}`,
+            );
+          }
+          if (!doc.verify.ok) ctx.setExitCode(1);
+          return;
+        }
 
         if (o.matrix !== undefined) {
           let spec;

@@ -1,0 +1,113 @@
+// The vote benchmark of issue 6, measuring the peer in the same run:
+//   npx tsx bench/votes.ts [--runtime docker|process] [--seconds 20] [--skip-chaos] [--skip-matrix]
+//
+// 1. the peer: one plain PostgreSQL 15, pgbench one-row INSERTs (16 clients),
+//    and 100-row INSERTs;
+// 2. dvote, default topology (3 managers, 3 brokers, 2 shards of primary + 2
+//    replicas, log replication): one request per vote in closed loop at 64
+//    and 128 in flight (peak), --batch 100, then open loop at 80 % of the
+//    peak for p99; every run verified copy by copy;
+// 3. --chaos with verification;
+// 4. the original's Table 1 row "1000 + 1000 votes, master + 3 replicas".
+// Prints the ratios the targets are stated in; writes bench/results/votes.json.
+import { execa } from 'execa';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { PgPeer, SINGLE_ROW, multiRow } from './lib/pg-peer.js';
+
+const root = resolve(import.meta.dirname, '..');
+const bin = join(root, 'bin/dvote.js');
+const args = process.argv.slice(2);
+const opt = (n: string, d: string) => {
+  const i = args.indexOf(n);
+  return i >= 0 ? args[i + 1]! : d;
+};
+const runtime = opt('--runtime', 'docker');
+const seconds = Number(opt('--seconds', '20'));
+const cluster = opt('--cluster', 'vb');
+const load = () => loadavg()[0]!.toFixed(2);
+
+async function dvote(a: string[], allowFail = false): Promise<Record<string, unknown>> {
+  const r = await execa(process.execPath, [bin, '--cluster', cluster, ...a], { reject: false, timeout: 900_000, env: { ...process.env, NO_COLOR: '1' } });
+  if (r.exitCode !== 0 && !allowFail) throw new Error(`dvote ${a.join(' ')} failed (${r.exitCode}): ${r.stderr.slice(-3000)}`);
+  return r.stdout.trim().startsWith('{') ? (JSON.parse(r.stdout) as Record<string, unknown>) : { exitCode: r.exitCode, stderr: r.stderr };
+}
+
+interface BenchJson {
+  throughput: { votesPerSec: number; requestsPerSec: number };
+  latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
+  votes: { acknowledged: number; rejected: number; failed: number };
+  verify: { ok: boolean; lost: number; duplicated: number; divergent: number };
+  faults: { kind: string; target: string; recoveryMs: number | null }[];
+}
+
+const results: Record<string, unknown> = { startedAt: new Date().toISOString(), runtime, seconds, command: `npx tsx bench/votes.ts ${args.join(' ')}`.trim() };
+const row = (name: string, b: BenchJson) => {
+  console.log(
+    `${name.padEnd(44)} ${String(b.throughput.votesPerSec).padStart(9)} votes/s  p50 ${b.latencyMs.p50} p99 ${b.latencyMs.p99} ms  ` +
+      `failed ${b.votes.failed}  verify ${b.verify.ok ? 'ok' : 'FAILED'} (lost ${b.verify.lost}, dup ${b.verify.duplicated}, div ${b.verify.divergent})  load ${load()}`,
+  );
+  results[name] = { ...b, load: load() };
+};
+
+console.log(`bench/votes: runtime ${runtime}, ${seconds}s per case, load ${load()}`);
+
+// -- 1. the peer
+const peer = await PgPeer.start(15432 + Math.floor(Math.random() * 1000));
+let single: { tps: number };
+let multi: { rowsPerSec: number };
+try {
+  single = await peer.pgbench(SINGLE_ROW, 1, seconds);
+  console.log(`peer pgbench one-row INSERT, 16 clients:          ${single.tps.toFixed(0)} tps  load ${load()}`);
+  multi = await peer.pgbench(multiRow(100), 100, seconds);
+  console.log(`peer pgbench 100-row INSERT, 16 clients:          ${multi.rowsPerSec.toFixed(0)} rows/s  load ${load()}`);
+  results.peer = { single, multi };
+} finally {
+  await peer.stop();
+}
+
+// -- 2. dvote, default topology
+await dvote(['up', '--runtime', runtime, '--json']);
+const dur = `${seconds}s`;
+const c64 = (await dvote(['bench', '--duration', dur, '--concurrency', '64', '--json'])) as unknown as BenchJson;
+row('one vote per request, 64 in flight', c64);
+const c128 = (await dvote(['bench', '--duration', dur, '--concurrency', '128', '--json'])) as unknown as BenchJson;
+row('one vote per request, 128 in flight', c128);
+const peak = Math.max(c64.throughput.votesPerSec, c128.throughput.votesPerSec);
+const b100 = (await dvote(['bench', '--duration', dur, '--batch', '100', '--concurrency', '16', '--json'])) as unknown as BenchJson;
+row('100 votes per request, 16 in flight', b100);
+const rate = Math.floor(peak * 0.8);
+const open = (await dvote(['bench', '--duration', dur, '--rate', String(rate), '--json'])) as unknown as BenchJson;
+row(`open loop at 80% of peak (${rate} req/s)`, open);
+
+// -- 3. chaos
+if (!args.includes('--skip-chaos')) {
+  const chaos = (await dvote(['bench', '--duration', `${Math.max(seconds, 20)}s`, '--concurrency', '64', '--chaos', '--json'], true)) as unknown as BenchJson;
+  row('one vote per request, 64 in flight, --chaos', chaos);
+  for (const f of chaos.faults ?? []) console.log(`   fault ${f.kind} ${f.target}: first vote after ${f.recoveryMs} ms`);
+}
+await dvote(['down', '--volumes']);
+
+// -- 4. the original's Table 1 row
+if (!args.includes('--skip-matrix')) {
+  const m = (await dvote(['bench', '--matrix', 'replicas=3,replication=async,log', '--json'], true)) as unknown as {
+    rows: { label: string; replication: string; replicas: number; loop: string; seconds: number; originalSeconds: number | null; verifyOk: boolean }[];
+  };
+  results.matrix = m;
+  for (const r of m.rows ?? []) {
+    if (r.label === '1000+1000') console.log(`Table 1 "1000+1000, master + 3 replicas": original ${r.originalSeconds} s; dvote ${r.replication} ${r.loop}: ${r.seconds.toFixed(3)} s (verified ${r.verifyOk})`);
+  }
+}
+
+const ratios = {
+  singleVsPgbench: Math.round((peak / single.tps) * 100) / 100,
+  batchVsPgbench: Math.round((b100.throughput.votesPerSec / single.tps) * 100) / 100,
+  p99AtEightyPercentMs: open.latencyMs.p99,
+};
+results.ratios = ratios;
+console.log(
+  `ratios: one vote per request / pgbench one-row = ${ratios.singleVsPgbench} (target >= 1); --batch 100 / pgbench one-row = ${ratios.batchVsPgbench} (target >= 5); p99 at 80% of peak = ${ratios.p99AtEightyPercentMs} ms (target < 50)`,
+);
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+writeFileSync(join(root, 'bench/results/votes.json'), `${JSON.stringify(results, null, 2)}\n`);
