@@ -27,7 +27,7 @@ await build({
 
 await build({
   ...common,
-  entryPoints: { 'services/node-main': 'src/services/node-main.ts' },
+  entryPoints: { 'services/node-main': 'src/services/node-main.ts', 'services/supervisor': 'src/services/supervisor-main.ts' },
   outdir: OUT,
   // CommonJS dependencies bundled into ESM still call require().
   banner: {

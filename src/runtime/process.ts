@@ -393,7 +393,10 @@ export class ProcessRuntime implements Runtime {
     const fd = openSync(dir.logFile, 'a');
     let pid: number | undefined;
     try {
-      const child = spawn(stored.nodeBinary, [stored.program, '--supervise', dir.path], {
+      // The small supervisor bundle next to the node program when it exists.
+      const small = join(dirname(stored.program), 'supervisor.js');
+      const supervisorProgram = existsSync(small) ? small : stored.program;
+      const child = spawn(stored.nodeBinary, [supervisorProgram, '--supervise', dir.path], {
         cwd: dir.path,
         detached: true,
         stdio: ['ignore', fd, fd],
