@@ -33,63 +33,9 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 [[ "$(id -u)" == 0 ]] || die "must run as root (try: sudo bash scripts/setup.sh)"
 command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian bookworm only"
 
-missing_packages() {
-  local pkg status
-  for pkg in "$@"; do
-    status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
-    [[ "$status" == installed ]] || printf '%s\n' "$pkg"
-  done
-}
-
-has_candidate() {
-  local pkg
-  for pkg in "$@"; do
-    # Not `apt-cache | grep -q`: grep's early exit would fail the pipe (pipefail).
-    [[ "$(apt-cache policy "$pkg" 2>/dev/null)" =~ Candidate:\ [^\(] ]] || return 1
-  done
-}
-
-# Debian's docker.io starts the engine from its postinst when it can; we start
-# it ourselves below with our own flags, so maintainer scripts must not.
-# policy-rc.d is the documented switch for that (invoke-rc.d honours exit 101).
-install_packages() {
-  local created_policy=0
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    created_policy=1
-  fi
-  local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" \
-    >/tmp/dvote-setup-apt.log 2>&1 || rc=$?
-  if [[ "$created_policy" == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
-  return "$rc"
-}
-
-ensure_packages() {
-  local -a missing
-  mapfile -t missing < <(missing_packages "$@")
-  if [[ "${#missing[@]}" == 0 ]]; then
-    say "packages present: $*"
-    return 0
-  fi
-  say "installing: ${missing[*]}"
-  # `apt-get update` only when needed: the lists lack a package, or an install
-  # from the lists we have fails (stale lists point at files the mirror dropped).
-  if ! has_candidate "${missing[@]}"; then
-    say "apt-get update (package lists lack some of: ${missing[*]})"
-    apt-get update -q >/tmp/dvote-setup-apt-update.log 2>&1 \
-      || die "apt-get update failed; see /tmp/dvote-setup-apt-update.log"
-  fi
-  if ! install_packages "${missing[@]}"; then
-    say "install failed with the current package lists; apt-get update and retry"
-    apt-get update -q >/tmp/dvote-setup-apt-update.log 2>&1 \
-      || die "apt-get update failed; see /tmp/dvote-setup-apt-update.log"
-    install_packages "${missing[@]}" \
-      || die "apt-get install ${missing[*]} failed; see /tmp/dvote-setup-apt.log"
-  fi
-}
+APT_LOG=/tmp/dvote-setup-apt
+# shellcheck source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
 

@@ -47,7 +47,7 @@ import type {
   RuntimeInfo,
   ServiceKind,
 } from './runtime.js';
-import { waitFor } from './wait.js';
+import { sleep, waitFor } from './wait.js';
 
 export interface ProcessRuntimeOptions {
   /** Default: $DVOTE_STATE_DIR, else ~/.dvote. */
@@ -296,7 +296,7 @@ export class ProcessRuntime implements Runtime {
     // Bytes, not text, until a newline: a read may end inside a multi-byte character.
     let pending = Buffer.from(partial, 'utf8');
     while (!opts.signal?.aborted) {
-      await pollDelay(LOG_POLL_MS, opts.signal);
+      await sleep(LOG_POLL_MS, opts.signal);
       if (opts.signal?.aborted || !dir.exists()) break;
       const now = await fileSize(file);
       if (now < pos) {
@@ -621,26 +621,6 @@ function postgresVersion(postgres: string): Promise<string | null> {
       const m = /(\d+(?:\.\d+)?)/.exec(stdout);
       resolve(m?.[1] ?? null);
     });
-  });
-}
-
-/**
- * A delay that an abort cuts short. Unlike wait.ts's sleep it removes its
- * abort listener when the time is up, because `logs -f` waits on one signal
- * thousands of times.
- */
-function pollDelay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
