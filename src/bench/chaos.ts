@@ -36,7 +36,13 @@ export interface ChaosOptions {
   t0: number;
   signal: AbortSignal;
   log: (msg: string) => void;
+  /** Only these faults, in this order (default: every kind the runtime supports, cycling). */
+  kinds?: FaultKind[];
+  /** Stop after this many faults (default: until the load ends). */
+  maxFaults?: number;
 }
+
+export const FAULT_KINDS: FaultKind[] = ['kill-manager-leader', 'kill-partition-leader', 'kill-shard-primary', 'pause-node', 'partition-node'];
 
 export function faultKinds(runtime: Runtime): FaultKind[] {
   const kinds: FaultKind[] = ['kill-manager-leader', 'kill-partition-leader', 'kill-shard-primary', 'pause-node'];
@@ -47,11 +53,11 @@ export function faultKinds(runtime: Runtime): FaultKind[] {
 /** Run faults one after the other until the signal aborts; returns what happened. */
 export async function runChaos(o: ChaosOptions): Promise<FaultEvent[]> {
   const events: FaultEvent[] = [];
-  const kinds = faultKinds(o.runtime);
+  const kinds = o.kinds && o.kinds.length > 0 ? o.kinds : faultKinds(o.runtime);
   const brokers = new BrokerClient({ managers: o.managers, timeoutMs: 5_000 });
   try {
     await sleep(o.firstAtMs, o.signal);
-    for (let i = 0; !o.signal.aborted; i++) {
+    for (let i = 0; !o.signal.aborted && i < (o.maxFaults ?? Infinity); i++) {
       const kind = kinds[i % kinds.length]!;
       const ev: FaultEvent = { kind, target: '?', at: Math.round(performance.now() - o.t0) };
       events.push(ev);

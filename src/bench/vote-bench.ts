@@ -8,7 +8,7 @@ import { ShardRouter } from '../core/shard-map.js';
 import type { ShardRecord } from '../core/shard-records.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { pgConnection } from '../services/postgres/pg-schema.js';
-import { runChaos, type FaultEvent } from './chaos.js';
+import { runChaos, type FaultEvent, type FaultKind } from './chaos.js';
 import type { LatencySummary } from './histogram.js';
 import { runLoad, type LoadMode, type OpOutcome, type TimelinePoint } from './load-generator.js';
 import { verifyVotes, type CopyRef, type VerifyResult } from './verify.js';
@@ -24,6 +24,8 @@ export interface VoteBenchOptions {
   duplicates: number;
   batch: number;
   chaos: boolean;
+  /** With chaos: only these faults, each once, in order (default: every kind, cycling). */
+  faults?: FaultKind[];
   verify: boolean;
   settleTimeoutMs: number;
   seed: number;
@@ -184,6 +186,7 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
           t0,
           signal: chaosAbort.signal,
           log: env.progress,
+          ...(o.faults && o.faults.length > 0 ? { kinds: o.faults, maxFaults: o.faults.length } : {}),
         })
       : Promise.resolve([] as FaultEvent[]);
 

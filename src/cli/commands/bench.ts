@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
+import { FAULT_KINDS, type FaultKind } from '../../bench/chaos.js';
 import { renderBenchHtml } from '../../bench/html-report.js';
 import { parseMatrixSpec, runMatrixWith, type MatrixDoc } from '../../bench/matrix.js';
 import { runVoteBench, type BenchDoc } from '../../bench/vote-bench.js';
@@ -26,7 +27,10 @@ export function registerBench(program: Command, run: Run): void {
     .option('--voters <n>', 'size of the voter id space (default: the number of votes)')
     .option('--duplicates <p>', 'share of requests from voters who already voted', '0.01')
     .option('--batch <k>', 'votes per request (POST /votes/batch); 1 = one request per vote, as real voters do', '1')
-    .option('--chaos', 'inject faults during the load (kill leaders and a primary, pause, partition) and still verify zero loss')
+    .option(
+      '--chaos [faults]',
+      'inject faults during the load and still verify zero loss; optionally only these, once each, in order (comma-separated: kill-manager-leader, kill-partition-leader, kill-shard-primary, pause-node, partition-node)',
+    )
     .option('--no-verify', 'skip reading every copy afterwards')
     .option('--settle <d>', 'how long replicas may take to catch up before verification', '60s')
     .option('--matrix [spec]', 'run the original DisVote Table 1 and its extensions (e.g. replicas=0..3,replication=async,log,sync)')
@@ -47,6 +51,7 @@ Examples:
   $ dvote bench --duration 30s --rate 8000              # open loop
   $ dvote bench --votes 200000 --batch 100
   $ dvote bench --duration 30s --chaos --html report.html
+  $ dvote bench --votes 5000 --chaos kill-shard-primary   # one chosen fault
   $ dvote bench --matrix                                  # DisVote Table 1, and more
   $ dvote bench --json | jq '{v: .throughput.votesPerSec, p99: .latencyMs.p99, ok: .verify.ok}'`,
     )
@@ -160,6 +165,7 @@ Examples:
               duplicates,
               batch,
               chaos: Boolean(o.chaos),
+              ...(typeof o.chaos === 'string' ? { faults: parseFaults(o.chaos) } : {}),
               verify: o.verify !== false,
               settleTimeoutMs: dur('settle', o.settle) ?? 60_000,
               seed: num('seed', o.seed, 0)!,
@@ -172,6 +178,13 @@ Examples:
         if (!doc.verify.ok && (strict || doc.verify.duplicated > 0 || doc.verify.divergent > 0)) ctx.setExitCode(1);
       }, cmd),
     );
+}
+
+function parseFaults(text: string): FaultKind[] {
+  const kinds = text.split(',').map((k) => k.trim()).filter(Boolean);
+  const bad = kinds.filter((k) => !(FAULT_KINDS as string[]).includes(k));
+  if (bad.length > 0) throw new DvoteError('USAGE', `unknown fault ${bad.map((b) => `"${b}"`).join(', ')}`, `pick from: ${FAULT_KINDS.join(', ')}`);
+  return kinds as FaultKind[];
 }
 
 function finish(ctx: CommandContext, doc: BenchDoc | MatrixDoc, o: Record<string, unknown>, render: () => string): void {
