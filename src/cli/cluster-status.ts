@@ -1,6 +1,7 @@
 // Gather a cluster's status: what the runtime says about each node, plus what
 // each node says about itself on /health. The document is dvote.status/v1.
 import { request } from 'undici';
+import type { ShardRecord } from '../core/shard-records.js';
 import type { ObservedNode, Runtime } from '../runtime/runtime.js';
 
 export interface StatusNode {
@@ -42,6 +43,40 @@ export interface StatusPartition {
   lag: number | null;
 }
 
+/** One copy (PostgreSQL node) of a shard, as it reports itself. */
+export interface StatusShardCopy {
+  node: string;
+  /** Role in the shard record. */
+  role: 'primary' | 'replica' | 'fenced';
+  /** What the copy says it is doing (primary, replica, seeding, promoting, rejoining, lost-data, ...), or null without an answer. */
+  state: string | null;
+  healthy: boolean;
+  /** Votes stored in the copy (counted at most every second). */
+  votes: number | null;
+  /** Next vote log offset it will apply. */
+  appliedOffset: number | null;
+  /** Vote log entries committed on the brokers and not applied yet. */
+  lag: number | null;
+}
+
+/** One row per voting shard: the managers' record merged with what its nodes report. */
+export interface StatusShard {
+  shard: number;
+  epoch: number;
+  mode: string;
+  primary: string;
+  replicas: string[];
+  fenced: string[];
+  service: string;
+  /** The shard service's state (serving, degraded, waiting) or null without an answer. */
+  serviceState: string | null;
+  /** async mode: acknowledged votes not yet in the vote log (from the service). */
+  atRisk: number | null;
+  /** Votes reported lost to failovers (record.lostVotes). */
+  lostVotes: number;
+  copies: StatusShardCopy[];
+}
+
 export interface StatusDoc {
   schema: 'dvote.status/v1';
   cluster: string;
@@ -53,7 +88,65 @@ export interface StatusDoc {
   nodes: StatusNode[];
   /** Broker log partitions (empty without brokers). */
   partitions: StatusPartition[];
+  /** Voting shards (empty without shards, or when no manager answered). */
+  shards: StatusShard[];
   checkedAt: string;
+}
+
+/** Shard rows from the managers' records and the nodes' health (pure). */
+export function shardRows(records: ShardRecord[], nodes: StatusNode[]): StatusShard[] {
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const num = (v: unknown) => (typeof v === 'number' ? v : null);
+  return records
+    .map((r): StatusShard => {
+      const copy = (node: string, role: StatusShardCopy['role']): StatusShardCopy => {
+        const n = byName.get(node);
+        const h = n?.health;
+        return {
+          node,
+          role,
+          state: h && typeof h.state === 'string' ? h.state : null,
+          healthy: n?.healthy ?? false,
+          votes: num(h?.votes),
+          appliedOffset: num(h?.appliedOffset),
+          lag: num(h?.lag),
+        };
+      };
+      const svc = byName.get(r.service)?.health;
+      return {
+        shard: r.shard,
+        epoch: r.epoch,
+        mode: r.mode,
+        primary: r.primary,
+        replicas: [...r.replicas],
+        fenced: [...r.fenced],
+        service: r.service,
+        serviceState: svc && typeof svc.state === 'string' ? svc.state : null,
+        atRisk: num(svc?.atRisk),
+        lostVotes: r.lostVotes ?? 0,
+        copies: [copy(r.primary, 'primary'), ...r.replicas.map((x) => copy(x, 'replica')), ...r.fenced.map((x) => copy(x, 'fenced'))],
+      };
+    })
+    .sort((a, b) => a.shard - b.shard);
+}
+
+/** The shard records from any running manager (stale reads are fine for a status). */
+async function fetchShardRecords(managers: StatusNode[]): Promise<ShardRecord[] | null> {
+  for (const m of managers) {
+    if (m.runtimeState !== 'running') continue;
+    try {
+      const res = await request(`${m.endpoint}/v1/shards?stale=true`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        continue;
+      }
+      const body = (await res.body.json()) as { shards?: ShardRecord[] };
+      return Array.isArray(body.shards) ? body.shards : [];
+    } catch {
+      // next manager
+    }
+  }
+  return null;
 }
 
 interface PartitionHealth {
@@ -175,6 +268,15 @@ export async function collectStatus(runtime: Runtime, cluster: string): Promise<
   for (const n of nodes) if (!n.healthy) problems.push(`${n.name}: ${n.problem ?? 'unhealthy'}`);
   const partitions = partitionRows(nodes);
   for (const p of partitions) if (p.leader === null) problems.push(`partition ${p.topic}/${p.partition} has no leader`);
+  let shards: StatusShard[] = [];
+  if (nodes.some((n) => n.role === 'postgres' || n.role === 'shard')) {
+    const records = await fetchShardRecords(managers);
+    if (records) shards = shardRows(records, nodes);
+    for (const sh of shards) {
+      const p = sh.copies[0]!;
+      if (p.state !== 'primary') problems.push(`shard ${sh.shard}: its primary ${sh.primary} is ${p.state ?? 'not answering'}`);
+    }
+  }
   return {
     schema: 'dvote.status/v1',
     cluster,
@@ -184,6 +286,7 @@ export async function collectStatus(runtime: Runtime, cluster: string): Promise<
     problems,
     nodes,
     partitions,
+    shards,
     checkedAt: new Date().toISOString(),
   };
 }

@@ -7,7 +7,7 @@ import { DvoteError } from '../core/errors.js';
 import type { DesiredNode } from '../core/layout.js';
 import type { Plan, Step } from '../core/planner.js';
 import { buildSpec, type SpecContext } from '../core/specs.js';
-import { shardInitRequest } from '../core/shard-records.js';
+import { shardInitRequest, type ShardRecord } from '../core/shard-records.js';
 import type { Topology } from '../core/topology.js';
 import type { ObservedNode, Runtime } from '../runtime/runtime.js';
 import { waitFor } from '../runtime/wait.js';
@@ -51,8 +51,13 @@ export async function executePlan(ctx: ConvergeContext, plan: Plan): Promise<{ c
     for (const phase of plan.phases) {
       const t0 = performance.now();
       await out.step(phase.name, async (update) => {
-        // Replicas leave the shard records before their nodes go.
-        if (phase.steps.some((s) => s.kind === 'remove' && s.role === 'postgres')) await initShardRecords(ctx, specCtx, update);
+        // Replicas leave the shard records before their nodes go; a primary
+        // about to go hands over to a replica that stays first.
+        const removing = phase.steps.filter((s): s is Extract<Step, { kind: 'remove' }> => s.kind === 'remove' && s.role === 'postgres').map((s) => s.name);
+        if (removing.length > 0) {
+          await handOverPrimaries(ctx, removing, update);
+          await initShardRecords(ctx, specCtx, update);
+        }
         for (const step of phase.steps) {
           if (ctx.signal.aborted) throw new DvoteError('TIMEOUT', 'interrupted', 'run `dvote up` again to converge, or `dvote down`');
           update(describe(step));
@@ -136,6 +141,74 @@ async function initShardRecords(ctx: ConvergeContext, specCtx: SpecContext, upda
     await client.request('POST', '/v1/shards/init', body);
   } catch (e) {
     if (e instanceof ManagerRequestError) throw new DvoteError('INVALID_TOPOLOGY', `the managers refused the shard layout: ${e.message}`, 'keep the shard count and map of a running cluster, or `dvote down --volumes` first');
+    throw e;
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * Before PostgreSQL nodes are removed (scale --replicas down): a shard whose
+ * primary is among them promotes the most caught-up replica that stays (the
+ * managers' promote, a compare-and-set at the current epoch), and we wait
+ * until its shard service writes to the new primary. Acknowledged votes are
+ * safe across the switch in log and sync modes (they are in the vote log);
+ * in async mode, votes not yet shipped from the old primary are at risk, as
+ * in any failover, so this waits for its outbox to drain first.
+ */
+async function handOverPrimaries(ctx: ConvergeContext, removing: string[], update: (s: string) => void): Promise<void> {
+  const client = await managerClient(ctx.runtime, ctx.topology.cluster, []);
+  try {
+    const view = (await client.request('GET', '/v1/shards')).body as unknown as { shards: ShardRecord[] };
+    const nodes = await ctx.runtime.listNodes(ctx.topology.cluster);
+    for (const rec of view.shards ?? []) {
+      if (!removing.includes(rec.primary)) continue;
+      const staying = rec.replicas.filter((r) => !removing.includes(r));
+      const offsets = await Promise.all(
+        staying.map(async (name) => {
+          const n = nodes.find((x) => x.name === name);
+          const h = n ? await fetchHealth(n.endpoint) : { error: 'no node' };
+          return { name, ok: !('error' in h) && h.body.state === 'replica', offset: 'error' in h ? -1 : Number(h.body.appliedOffset ?? -1) };
+        }),
+      );
+      const best = offsets.filter((o) => o.ok).sort((a, b) => b.offset - a.offset)[0];
+      if (!best) {
+        throw new DvoteError(
+          'UNHEALTHY',
+          `shard ${rec.shard}: its primary ${rec.primary} would be removed and no remaining replica is ready to take over`,
+          'keep more replicas, or wait until the replicas report state "replica" in `dvote status`',
+        );
+      }
+      if (rec.mode === 'async') {
+        update(`shard ${rec.shard}: waiting for ${rec.primary}'s outbox to reach the vote log`);
+        const svc = nodes.find((x) => x.name === rec.service);
+        await waitFor(
+          `shard ${rec.shard}'s service to have shipped every acknowledged vote to the log`,
+          async () => {
+            const h = svc ? await fetchHealth(svc.endpoint) : { error: 'no service' };
+            if ('error' in h) return { done: false, reason: h.error };
+            return Number(h.body.atRisk ?? 0) === 0 ? { done: true, value: undefined } : { done: false, reason: `${String(h.body.atRisk)} vote(s) at risk` };
+          },
+          { timeoutMs: ctx.timeoutMs, intervalMs: 100, signal: ctx.signal, onPending: update },
+        );
+      }
+      update(`shard ${rec.shard}: handing the primary over from ${rec.primary} to ${best.name}`);
+      const promoted = (await client.request('POST', `/v1/shards/${rec.shard}/promote`, { primary: best.name, epoch: rec.epoch, reason: `scale: ${rec.primary} is being removed` }))
+        .body as unknown as ShardRecord;
+      const svc = nodes.find((x) => x.name === rec.service);
+      await waitFor(
+        `shard ${rec.shard}'s service to write to ${best.name} at epoch ${promoted.epoch}`,
+        async () => {
+          const h = svc ? await fetchHealth(svc.endpoint) : { error: 'no service' };
+          if ('error' in h) return { done: false, reason: h.error };
+          const ok = h.status === 200 && Number(h.body.epoch) === promoted.epoch;
+          return ok ? { done: true, value: undefined } : { done: false, reason: String(h.body.reason ?? `at epoch ${String(h.body.epoch)}`) };
+        },
+        { timeoutMs: ctx.timeoutMs, intervalMs: 100, signal: ctx.signal, onPending: update },
+      );
+    }
+  } catch (e) {
+    if (e instanceof ManagerRequestError) throw new DvoteError('UNHEALTHY', `the managers refused to hand a shard primary over: ${e.message}`, 'check `dvote status` and try again');
     throw e;
   } finally {
     await client.close();

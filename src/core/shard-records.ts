@@ -8,6 +8,14 @@
 // at every change of primary (a promotion is a compare-and-set on the whole
 // record, so two managers' decisions cannot both win). Every vote written on
 // a primary is checked against it (see services/postgres/pg-schema.ts).
+//
+// Failover (decideFailover, run by the manager leader): when a primary's
+// liveness record is dead, or the primary reports that its data is gone, the
+// live, ready replica that has applied the most of the vote log is promoted
+// under epoch+1; with no such replica, a primary that is alive but lost its
+// data is "reinstated" (epoch+1, same primary: it rebuilds itself from the
+// whole log). The deposed primary is fenced; once it has been wiped and
+// seeded again it asks to rejoin (rejoin), and becomes a replica.
 import type { ReplicationMode, Topology } from './topology.js';
 import type { DesiredNode } from './layout.js';
 import { nodeNames } from './naming.js';
@@ -51,9 +59,26 @@ export interface ShardRecord {
   service: string;
   /** Addresses of the service and every PostgreSQL node named above. */
   members: Record<string, ShardMemberAddress>;
-  /** Each epoch's start: who became primary and why (latest last, bounded). */
-  history: { epoch: number; primary: string; at: string; reason: string }[];
+  /** Each epoch's start, and rejoins: who became primary and why (latest last, bounded). */
+  history: ShardHistoryEntry[];
+  /**
+   * Votes reported lost to failovers (async mode): counted by deposed
+   * primaries that came back with their data (what they held that the new
+   * primary lacked). Absent: none reported.
+   */
+  lostVotes?: number;
   updatedAt: string;
+}
+
+export interface ShardHistoryEntry {
+  epoch: number;
+  primary: string;
+  at: string;
+  reason: string;
+  /** async: votes the shard service had acknowledged on the deposed primary and not yet shipped to the log, at the failover. */
+  atRisk?: number;
+  /** Votes a rejoining deposed primary held that the new primary lacked. */
+  lost?: number;
 }
 
 /** What the CLI tells the managers about a shard's nodes (POST /v1/shards/init). */
@@ -184,7 +209,14 @@ export type PromoteOutcome = { ok: true; record: ShardRecord } | { ok: false; st
  * until it is re-seeded as a replica. Pure; the manager commits the result as
  * a compare-and-set on the record it read.
  */
-export function promote(current: ShardRecord | null, newPrimary: string, expectedEpoch: number, reason: string, now: string): PromoteOutcome {
+export function promote(
+  current: ShardRecord | null,
+  newPrimary: string,
+  expectedEpoch: number,
+  reason: string,
+  now: string,
+  extra: { atRisk?: number } = {},
+): PromoteOutcome {
   if (!current) return { ok: false, status: 404, problem: 'no such shard record' };
   if (current.epoch !== expectedEpoch) {
     return { ok: false, status: 409, problem: `epoch is ${current.epoch}, not ${expectedEpoch}: someone changed the shard first; read it again` };
@@ -202,10 +234,109 @@ export function promote(current: ShardRecord | null, newPrimary: string, expecte
       primary: newPrimary,
       replicas: current.replicas.filter((r) => r !== newPrimary),
       fenced: [...current.fenced.filter((f) => f !== current.primary), current.primary],
-      history: [...current.history, { epoch, primary: newPrimary, at: now, reason }].slice(-HISTORY_LIMIT),
+      history: [...current.history, { epoch, primary: newPrimary, at: now, reason, ...extra }].slice(-HISTORY_LIMIT),
       updatedAt: now,
     },
   };
+}
+
+/**
+ * Raise the epoch and keep the primary (it lost its data and no replica can
+ * take over: it rebuilds itself from the vote log, and the new epoch's barrier
+ * tells it when it has everything).
+ */
+export function reinstate(current: ShardRecord | null, expectedEpoch: number, reason: string, now: string): PromoteOutcome {
+  if (!current) return { ok: false, status: 404, problem: 'no such shard record' };
+  if (current.epoch !== expectedEpoch) {
+    return { ok: false, status: 409, problem: `epoch is ${current.epoch}, not ${expectedEpoch}: someone changed the shard first; read it again` };
+  }
+  const epoch = current.epoch + 1;
+  return {
+    ok: true,
+    record: {
+      ...current,
+      epoch,
+      history: [...current.history, { epoch, primary: current.primary, at: now, reason }].slice(-HISTORY_LIMIT),
+      updatedAt: now,
+    },
+  };
+}
+
+/**
+ * A fenced (deposed) primary, wiped and seeded again, becomes a replica. The
+ * epoch must be the one it was fenced under (a later change makes it ask again).
+ */
+export function rejoin(current: ShardRecord | null, node: string, expectedEpoch: number, lost: number | null, now: string): PromoteOutcome {
+  if (!current) return { ok: false, status: 404, problem: 'no such shard record' };
+  if (current.epoch !== expectedEpoch) {
+    return { ok: false, status: 409, problem: `epoch is ${current.epoch}, not ${expectedEpoch}: the shard changed; follow the record again` };
+  }
+  if (current.replicas.includes(node)) return { ok: true, record: current };
+  if (!current.fenced.includes(node)) {
+    return { ok: false, status: 409, problem: `${node} is not fenced in shard ${current.shard} (fenced: ${current.fenced.join(', ') || 'none'})` };
+  }
+  const lostText = lost === null ? 'its data was gone, nothing to count' : `it held ${lost} vote(s) the new primary lacked`;
+  const entry: ShardHistoryEntry = { epoch: current.epoch, primary: current.primary, at: now, reason: `${node} rejoined as a replica after re-seeding (${lostText})` };
+  if (lost !== null) entry.lost = lost;
+  const record: ShardRecord = {
+    ...current,
+    replicas: [...current.replicas, node].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })),
+    fenced: current.fenced.filter((f) => f !== node),
+    history: [...current.history, entry].slice(-HISTORY_LIMIT),
+    updatedAt: now,
+  };
+  if (lost !== null && lost > 0) record.lostVotes = (current.lostVotes ?? 0) + lost;
+  return { ok: true, record };
+}
+
+/** What the managers know of one PostgreSQL copy: liveness and its latest heartbeat. */
+export interface CopyReport {
+  alive: boolean;
+  /** From the copy's heartbeat (services/postgres/postgres-node.ts heartbeatInfo). */
+  state?: string;
+  copy?: string;
+  epoch?: number;
+  appliedOffset?: number | null;
+  /** Votes stored (a tie-break, and the only measure without a vote log). */
+  votes?: number | null;
+  dataLostAtEpoch?: number;
+}
+
+export type FailoverDecision =
+  | { action: 'none'; why?: string }
+  | { action: 'promote'; to: string; reason: string }
+  | { action: 'reinstate'; reason: string };
+
+/**
+ * Pure failover rule for one shard. `copies` maps node names to what the
+ * managers know; a node absent from it counts as unknown (not dead, not a
+ * candidate).
+ */
+export function decideFailover(record: ShardRecord, copies: Map<string, CopyReport>): FailoverDecision {
+  const p = copies.get(record.primary);
+  const primaryDead = p !== undefined && !p.alive;
+  const primaryLostData = p !== undefined && p.alive && p.dataLostAtEpoch === record.epoch;
+  if (!primaryDead && !primaryLostData) return { action: 'none' };
+  const candidates = record.replicas
+    .map((name) => ({ name, c: copies.get(name) }))
+    .filter((x) => x.c?.alive && x.c.copy === 'ready' && x.c.state === 'replica' && x.c.epoch === record.epoch)
+    .sort(
+      (a, b) =>
+        (b.c!.appliedOffset ?? -1) - (a.c!.appliedOffset ?? -1) ||
+        (b.c!.votes ?? -1) - (a.c!.votes ?? -1) ||
+        a.name.localeCompare(b.name, 'en', { numeric: true }),
+    );
+  const why = primaryDead ? `primary ${record.primary} is dead` : `primary ${record.primary} lost its data`;
+  const best = candidates[0];
+  if (best) {
+    const how =
+      typeof best.c!.appliedOffset === 'number'
+        ? `had applied the vote log up to offset ${best.c!.appliedOffset}`
+        : `held ${best.c!.votes ?? 'an unknown number of'} vote(s)`;
+    return { action: 'promote', to: best.name, reason: `${why}; ${best.name} ${how}` };
+  }
+  if (primaryLostData) return { action: 'reinstate', reason: `${why} and no replica can take over: it rebuilds from the vote log` };
+  return { action: 'none', why: `${why} and no live, ready replica can take over` };
 }
 
 /** What a PostgreSQL node is, according to its shard's record. */

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setFence } from '../../src/services/postgres/pg-schema.js';
 import { VoteBatcher, type VoteOutcome } from '../../src/services/shard/vote-batcher.js';
-import { FencedError, tallyOf, VoteStore } from '../../src/services/shard/vote-store.js';
+import { castAtNow, FencedError, tallyOf, VoteStore } from '../../src/services/shard/vote-store.js';
 import { startTempPostgres, type TempPostgres } from '../utils/temp-postgres.js';
 
 let db: TempPostgres;
@@ -67,6 +67,20 @@ describe('VoteStore on PostgreSQL', () => {
     expect(after - before).toBe(1);
     expect(await store.getVote(pool, 1)).toMatchObject({ choice: 2 });
     expect(await store.getVote(pool, 424242)).toBeNull();
+  });
+
+  it('a vote the primary\'s applier inserted from the log before the batch committed (same cast time, same choice) is accepted, not a duplicate', async () => {
+    const castAtUs = castAtNow();
+    // the applier got there first (the log append was faster than the commit)
+    await pool.query(`INSERT INTO votes (voter_id, choice, cast_at) VALUES (77, 2, timestamptz 'epoch' + $1::bigint * interval '1 microsecond')`, [castAtUs]);
+    const out = await store.commitBatch(pool, 3, [{ voterId: 77, choice: 2 }, { voterId: 78, choice: 1 }], castAtUs);
+    expect(out.map((o) => o.status)).toEqual(['accepted', 'accepted']);
+    // an earlier vote of the voter (another cast time) stays a duplicate
+    const later = await store.commitBatch(pool, 3, [{ voterId: 77, choice: 2 }], castAtNow());
+    expect(later[0]).toMatchObject({ status: 'duplicate', choice: 2 });
+    // cast times are strictly increasing within a process
+    const a = castAtNow();
+    expect(castAtNow()).toBeGreaterThan(a);
   });
 
   it('refuses a batch holding one voter twice (the batcher never builds one)', async () => {

@@ -11,7 +11,7 @@ type Run = (action: (ctx: CommandContext) => Promise<void>, cmd: Command) => Pro
 export function registerStatus(program: Command, run: Run): void {
   program
     .command('status')
-    .description('one row per node: role, state, leader/term, commit index, lag, endpoint; exits 1 when unhealthy')
+    .description('one row per node (role, state, leader/term, commit index, lag, endpoint), per log partition and per voting shard; exits 1 when unhealthy')
     .option('--watch', 'refresh every second until Ctrl-C')
     .option('--runtime <kind>', 'look only in this runtime (docker|process)')
     .addHelpText(
@@ -75,5 +75,25 @@ export function renderStatus(doc: StatusDoc, out: Output): string {
     ]);
     partitionTable = `\n${renderTable(['partition', 'leader', 'replicas (+learner)', 'term', 'commit', 'messages', 'lag'], prow)}`;
   }
-  return `${renderTable(head, rows)}${partitionTable}\n${verdict} (${doc.runtime} runtime, ${doc.nodes.length} nodes${doc.managerLeader ? `, manager leader ${doc.managerLeader}` : ''})`;
+  let shardTable = '';
+  if (doc.shards.length > 0) {
+    const srow = doc.shards.map((sh) => [
+      String(sh.shard),
+      sh.epoch,
+      sh.mode,
+      sh.serviceState === 'serving' ? c.green(sh.serviceState) : c.red(sh.serviceState ?? 'no answer'),
+      sh.copies
+        .map((cp) => {
+          const tag = cp.role === 'primary' ? '*' : cp.role === 'fenced' ? '!' : '';
+          const what = cp.state === null ? 'down' : cp.state === cp.role ? '' : ` ${cp.state}`;
+          const text = `${tag}${cp.node}${what} ${cp.votes ?? '-'}v lag ${cp.lag ?? '-'}`;
+          return cp.healthy ? text : c.red(text);
+        })
+        .join('\n'),
+      sh.atRisk ?? '-',
+      sh.lostVotes,
+    ]);
+    shardTable = `\n${renderTable(['shard', 'epoch', 'mode', 'service', 'copies (*primary, !fenced): votes, lag', 'at risk', 'lost'], srow)}`;
+  }
+  return `${renderTable(head, rows)}${partitionTable}${shardTable}\n${verdict} (${doc.runtime} runtime, ${doc.nodes.length} nodes${doc.managerLeader ? `, manager leader ${doc.managerLeader}` : ''})`;
 }

@@ -3,6 +3,10 @@
 //   GET  /v1/shards/:shard        ShardRecord (+ linearizable, servedBy) or 404
 //   POST /v1/shards/init          {topology, shards: [{shard, service, postgres}]} -> {..., changed, warnings}
 //   POST /v1/shards/:shard/promote {primary, epoch, reason?} -> ShardRecord at epoch+1, or 409 {error, current}
+//   POST /v1/shards/:shard/rejoin  {node, epoch, lost?}      a fenced copy, seeded again, becomes a replica
+//                                                             -> ShardRecord, or 409 {error, current}
+// The failover loop (shard-service.ts) starts with the routes; it acts only
+// on the leader.
 // Reads are linearizable (ReadIndex) unless ?stale=true; writes run on the
 // leader (followers forward them).
 import type { FastifyRequest } from 'fastify';
@@ -47,6 +51,19 @@ export function registerShardRoutes(node: ManagerNode): ShardDirectoryService {
     return shards.promote(s, b.primary, b.epoch, typeof b.reason === 'string' ? b.reason.slice(0, 200) : 'requested');
   });
 
+  app.post('/v1/shards/:shard/rejoin', async (req) => {
+    const s = shardParam(req);
+    const b = req.body as { node?: unknown; epoch?: unknown; lost?: unknown } | undefined;
+    const lostOk = b?.lost === undefined || b.lost === null || (typeof b.lost === 'number' && Number.isInteger(b.lost) && b.lost >= 0);
+    if (!b || typeof b.node !== 'string' || typeof b.epoch !== 'number' || !Number.isInteger(b.epoch) || !lostOk) {
+      throw new HttpError(400, 'body must be {"node": "<fenced node name>", "epoch": <the current epoch>, "lost"?: <votes it held that the primary lacked> | null}');
+    }
+    if (!node.group.isLeader) throw await node.forwardToLeader(req);
+    return shards.rejoin(s, b.node, b.epoch, typeof b.lost === 'number' ? b.lost : null);
+  });
+
+  shards.startFailover();
+  app.addHook('onClose', async () => shards.stopFailover());
   return shards;
 }
 

@@ -3,12 +3,26 @@
 // change is one Raft-committed transaction that compares the values it read,
 // so a concurrent change (another init, a failover) makes it retry instead of
 // overwriting. Runs on the leader; routes forward to it.
+//
+// Failover runs here too, on the leader only, every 250 ms once the failure
+// detector is active (liveness.ts): for each shard, the pure rule
+// decideFailover (core/shard-records.ts) reads the committed liveness records
+// and the copies' latest heartbeats (state, copy readiness, applied offset,
+// lost data), and a promotion or reinstatement is committed as a
+// compare-and-set on the record at the epoch it read. In async mode the
+// history entry of a promotion carries the shard service's count of votes at
+// risk at that moment (from its heartbeat: acknowledged, not yet in the log).
 import {
   canonicalJson,
   checkInitShard,
   convergeShardRecord,
+  decideFailover,
   promote,
+  reinstate,
+  rejoin,
   SHARD_KEYS,
+  type CopyReport,
+  type PromoteOutcome,
   type ShardInitRequest,
   type ShardRecord,
 } from '../../core/shard-records.js';
@@ -32,9 +46,111 @@ export interface InitResult extends ShardsView {
 }
 
 const CAS_ATTEMPTS = 5;
+const FAILOVER_EVERY_MS = 250;
 
 export class ShardDirectoryService {
+  private failoverTimer: NodeJS.Timeout | null = null;
+  private failoverBusy = false;
+  /** Failovers this member decided while leading (for /metrics and tests). */
+  failovers = 0;
+
   constructor(private readonly node: ManagerNode) {}
+
+  /** Start the failover loop (it acts only while this member leads and the failure detector runs). */
+  startFailover(): void {
+    if (this.failoverTimer) return;
+    this.failoverTimer = setInterval(() => void this.failoverRound(), FAILOVER_EVERY_MS);
+    this.failoverTimer.unref();
+  }
+
+  stopFailover(): void {
+    if (this.failoverTimer) clearInterval(this.failoverTimer);
+    this.failoverTimer = null;
+  }
+
+  /** What the managers know of each node: committed liveness and the latest heartbeat. */
+  private copyReports(): { copies: Map<string, CopyReport>; info: Map<string, Record<string, unknown>> } {
+    const now = Date.now();
+    const records = new Map(this.node.liveness.records().map((r) => [r.id, r] as const));
+    const timeout = this.node.liveness.detector.timeoutMs;
+    const copies = new Map<string, CopyReport>();
+    const info = new Map<string, Record<string, unknown>>();
+    const seen = new Set<string>();
+    for (const b of this.node.liveness.detector.view(now)) {
+      seen.add(b.id);
+      info.set(b.id, b.info);
+      const dead = records.get(b.id)?.state === 'dead';
+      const i = b.info as Record<string, unknown>;
+      copies.set(b.id, {
+        alive: !dead && b.silentMs <= timeout,
+        ...(typeof i.state === 'string' ? { state: i.state } : {}),
+        ...(typeof i.copy === 'string' ? { copy: i.copy } : {}),
+        ...(typeof i.epoch === 'number' ? { epoch: i.epoch } : {}),
+        ...(typeof i.appliedOffset === 'number' ? { appliedOffset: i.appliedOffset } : {}),
+        ...(typeof i.votes === 'number' ? { votes: i.votes } : {}),
+        ...(typeof i.dataLostAtEpoch === 'number' ? { dataLostAtEpoch: i.dataLostAtEpoch } : {}),
+      });
+    }
+    for (const [id, r] of records) if (!seen.has(id) && r.state === 'dead') copies.set(id, { alive: false });
+    return { copies, info };
+  }
+
+  /** One failover pass over every shard (leader only). Exposed for tests. */
+  async failoverRound(): Promise<number> {
+    if (this.failoverBusy || !this.node.group.isLeader || !this.node.liveness.active) return 0;
+    this.failoverBusy = true;
+    let done = 0;
+    try {
+      const { copies, info } = this.copyReports();
+      for (const rec of this.view().shards) {
+        const d = decideFailover(rec, copies);
+        if (d.action === 'none') continue;
+        try {
+          if (d.action === 'promote') {
+            const risk = info.get(rec.service)?.atRisk;
+            const atRisk = rec.mode === 'async' && typeof risk === 'number' ? { atRisk: risk } : {};
+            const reason = `failover: ${d.reason}${atRisk.atRisk !== undefined ? `; ${atRisk.atRisk} acknowledged vote(s) were not yet in the vote log (at risk)` : ''}`;
+            await this.promote(rec.shard, d.to, rec.epoch, reason, atRisk);
+          } else {
+            await this.commitChange(rec.shard, (cur) => reinstate(cur, rec.epoch, `failover: ${d.reason}`, new Date().toISOString()));
+            this.node.log.warn({ shard: rec.shard, primary: rec.primary, epoch: rec.epoch + 1 }, 'shard primary reinstated to rebuild from the vote log');
+          }
+          this.failovers++;
+          done++;
+        } catch (e) {
+          this.node.log.warn({ shard: rec.shard, err: (e as Error).message }, 'failover attempt failed; will retry');
+        }
+      }
+    } catch (e) {
+      this.node.log.warn({ err: (e as Error).message }, 'failover round failed; will retry');
+    } finally {
+      this.failoverBusy = false;
+    }
+    return done;
+  }
+
+  /** Read (linearizably), change with a pure rule, commit as a compare-and-set. Leader only. */
+  private async commitChange(shard: number, change: (cur: ShardRecord | null) => PromoteOutcome): Promise<ShardRecord> {
+    await this.node.readBarrier();
+    const key = SHARD_KEYS.shard(shard);
+    const curText = this.node.state.kv.get(key)?.value ?? null;
+    const current = curText === null ? null : (JSON.parse(curText) as ShardRecord);
+    const out = change(current);
+    if (!out.ok) throw new HttpError(out.status, `shard ${shard}: ${out.problem}`, current ? { current } : {});
+    if (out.record === current) return current;
+    const r = await this.node.proposeLocal({ op: 'txn', compare: [{ key, value: curText }], success: [{ op: 'put', key, value: JSON.stringify(out.record) }] });
+    if (r.op !== 'txn' || !r.succeeded) {
+      throw new HttpError(409, `shard ${shard}: the record changed meanwhile; read it again`, { current: this.record(shard) });
+    }
+    return out.record;
+  }
+
+  /** A fenced copy, seeded again, becomes a replica (CAS at the epoch it was fenced under). */
+  async rejoin(shard: number, node: string, epoch: number, lost: number | null): Promise<ShardRecord> {
+    const rec = await this.commitChange(shard, (cur) => rejoin(cur, node, epoch, lost, new Date().toISOString()));
+    this.node.log.info({ shard, node, epoch, lost }, lost ? 'deposed primary rejoined; it held votes the new primary lacked' : 'deposed primary rejoined as a replica');
+    return rec;
+  }
 
   /** The current view from this member's applied state (call readBarrier first for a linearizable one). */
   view(): ShardsView {
@@ -126,22 +242,13 @@ export class ShardDirectoryService {
 
   /**
    * Promote a replica to primary under epoch+1 (compare-and-set on the
-   * record at `expectedEpoch`). Leader only. The failover logic (part B of
-   * issue 5) calls this when a primary's liveness record goes dead.
+   * record at `expectedEpoch`). Leader only. failoverRound calls this when a
+   * primary's liveness record goes dead; operators through the route.
    */
-  async promote(shard: number, newPrimary: string, expectedEpoch: number, reason: string): Promise<ShardRecord> {
-    await this.node.readBarrier();
-    const key = SHARD_KEYS.shard(shard);
-    const curText = this.node.state.kv.get(key)?.value ?? null;
-    const current = curText === null ? null : (JSON.parse(curText) as ShardRecord);
-    const out = promote(current, newPrimary, expectedEpoch, reason, new Date().toISOString());
-    if (!out.ok) throw new HttpError(out.status, `shard ${shard}: ${out.problem}`, current ? { current } : {});
-    const r = await this.node.proposeLocal({ op: 'txn', compare: [{ key, value: curText }], success: [{ op: 'put', key, value: JSON.stringify(out.record) }] });
-    if (r.op !== 'txn' || !r.succeeded) {
-      throw new HttpError(409, `shard ${shard}: the record changed while promoting ${newPrimary}; read it again`, { current: this.record(shard) });
-    }
-    this.node.log.info({ shard, primary: newPrimary, epoch: out.record.epoch, reason }, 'shard primary promoted');
-    return out.record;
+  async promote(shard: number, newPrimary: string, expectedEpoch: number, reason: string, extra: { atRisk?: number } = {}): Promise<ShardRecord> {
+    const rec = await this.commitChange(shard, (cur) => promote(cur, newPrimary, expectedEpoch, reason, new Date().toISOString(), extra));
+    this.node.log.info({ shard, primary: newPrimary, epoch: rec.epoch, reason, ...extra }, 'shard primary promoted');
+    return rec;
   }
 }
 

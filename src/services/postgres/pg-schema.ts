@@ -3,10 +3,21 @@
 //
 //   votes    one row per voter; the primary key is what makes a vote unique
 //   outbox   votes committed on the primary but not yet known to be in the
-//            vote log; written in the same transaction as the vote (the
-//            async mode's relay ships and deletes them)
-//   applied  per log partition, the next offset a replica applier will apply
-//   meta     this copy's node name, role and epoch (the fence), schema version
+//            vote log; written in the same transaction as the vote; the
+//            relay ships them (services/shard/outbox-relay.ts) and the
+//            copy's applier deletes them when it meets them in the log.
+//            `xid` (the writing transaction) lets the relay read them in
+//            commit-safe order: ids are handed out before commit, so a
+//            lower id can commit after a higher one
+//   applied  per log partition, the next offset the copy's applier will
+//            apply, and the latest barrier it met (the vote log's apply rule,
+//            see services/shard/vote-log-codec.ts); one row, written in the
+//            same transaction as the votes it covers: exactly once per copy
+//   meta     this copy's node name, role and epoch (the fence), schema
+//            version, and `copy` = 'ready' once the copy holds a consistent
+//            prefix of the shard (created empty with the shard, or seeded);
+//            a copy without it (a fresh or wiped data directory) never
+//            becomes primary by itself (postgres-node.ts)
 //
 // The fence: dvote_assert_writable(epoch) raises unless this copy is the
 // primary at exactly that epoch. Every vote batch calls it once (an InitPlan)
@@ -18,9 +29,12 @@ import pg from 'pg';
 /** The database superuser initdb creates (trust authentication, see pg-server.ts). */
 export const PG_USER = 'dvote';
 export const PG_DATABASE = 'dvote';
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 /** Advisory lock key of the fence ("dvote" in ASCII). */
 export const FENCE_LOCK_KEY = 0x64766f7465;
+
+/** The channel a copy's applier notifies with its next offset at every commit (LISTEN for sync mode). */
+export const APPLIED_CHANNEL = 'dvote_applied';
 
 /** SQLSTATEs the fence raises. */
 export const FENCE_ERRORS = {
@@ -45,6 +59,11 @@ CREATE TABLE IF NOT EXISTS applied (
   partition   int PRIMARY KEY,
   next_offset bigint NOT NULL CHECK (next_offset >= 0)
 );
+ALTER TABLE applied ADD COLUMN IF NOT EXISTS barrier_epoch bigint NOT NULL DEFAULT 0;
+ALTER TABLE applied ADD COLUMN IF NOT EXISTS barrier_writer bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS outbox_voter ON outbox (voter_id);
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX IF NOT EXISTS outbox_xid ON outbox (xid, id);
 CREATE TABLE IF NOT EXISTS meta (
   key   text PRIMARY KEY,
   value text NOT NULL

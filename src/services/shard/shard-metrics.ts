@@ -9,8 +9,15 @@ export class ShardMetrics {
   readonly batchSize: Histogram;
   readonly commitSeconds: Histogram;
   readonly voteSeconds: Histogram;
+  readonly atRiskAtFailovers: Counter;
 
-  constructor(node: string, shard: number, stats: () => BatcherStats, epoch: () => number) {
+  constructor(
+    node: string,
+    shard: number,
+    stats: () => BatcherStats,
+    epoch: () => number,
+    replication: () => { atRisk: number; outbox: number | null; ready: boolean } = () => ({ atRisk: 0, outbox: null, ready: false }),
+  ) {
     const r = this.registry;
     r.setDefaultLabels({ node, role: 'shard', shard: String(shard) });
     collectDefaultMetrics({ register: r });
@@ -56,5 +63,13 @@ export class ShardMetrics {
     gauge('dvote_vote_pending', 'Votes waiting or being committed', () => stats().pending);
     gauge('dvote_vote_batches_in_flight', 'Batches being committed', () => stats().inFlight);
     gauge('dvote_shard_epoch', 'Epoch of the primary this service writes to', epoch);
+    gauge('dvote_votes_at_risk', 'async mode: votes acknowledged on the primary and not yet in the vote log (lost if the primary\'s disk is)', () => replication().atRisk);
+    gauge('dvote_outbox_rows', 'Rows in the primary\'s outbox at the last count', () => replication().outbox ?? 0);
+    gauge('dvote_replication_ready', '1 while the replication path is attached to the primary and takes votes', () => (replication().ready ? 1 : 0));
+    this.atRiskAtFailovers = new Counter({
+      name: 'dvote_votes_at_risk_at_failover_total',
+      help: 'async mode: votes that were at risk when the service left a primary (failover): lost unless that primary comes back with its data',
+      registers: [r],
+    });
   }
 }

@@ -3,27 +3,44 @@
 // managers (ballot, voter id range, shard map, who is primary at which
 // epoch), keeps a pool of connections to the primary, and takes votes over
 // HTTP (vote-routes.ts) through the group-commit batcher and the shard's
-// replication path. Everything durable lives in PostgreSQL (and, in part B,
-// the vote log), so a restarted service loses nothing.
+// replication path (log-path.ts, async-path.ts, sync-direct-path.ts).
+//
+// Everything durable lives in PostgreSQL and in the vote log, so a restarted
+// service loses nothing: what it acknowledged is on the primary and (log,
+// sync) in the log; what an earlier process left in the primary's outbox is
+// shipped when the new process attaches (outbox-relay.ts).
+//
+// A new primary or epoch in the record (failover): the path is detached at
+// once (its batches in flight can no longer be acknowledged, its retries
+// stop), the batcher pauses until batches in flight are done (at most a few
+// seconds), the pool moves to the new primary, and the path attaches there
+// (vote-log barrier, replay, outbox) while new votes wait for it in the
+// queue (bounded: see replication-path.ts READY_WAIT_MS and the batcher's
+// maxQueued).
 import Fastify, { type FastifyInstance } from 'fastify';
+import { BrokerClient } from '../../client/broker-client.js';
 import { ShardDirectory, type ShardsSnapshot } from '../../client/shard-directory.js';
 import { ShardRouter } from '../../core/shard-map.js';
-import type { ShardRecord } from '../../core/shard-records.js';
+import { partitionOf, type ShardRecord } from '../../core/shard-records.js';
 import type { Topology } from '../../core/topology.js';
 import type { VoteRules } from '../../core/vote-validation.js';
 import { HeartbeatSender } from '../common/heartbeat-sender.js';
 import type { Logger } from '../common/logger.js';
 import type { NodeConfig } from '../common/node-config.js';
-import { PrimaryConnection } from './primary-connection.js';
-import { createReplicationPath, type ReplicationPath } from './replication-path.js';
+import { createReplicationPath } from './create-replication-path.js';
+import { NoPrimaryError, PrimaryConnection } from './primary-connection.js';
+import type { ReplicationPath } from './replication-path.js';
 import { parseShardSettings, type ShardSettings } from './shard-settings.js';
 import { ShardMetrics } from './shard-metrics.js';
 import { VoteBatcher, type PendingVote, type VoteOutcome } from './vote-batcher.js';
 import { FencedError, VoteStore } from './vote-store.js';
 import { registerVoteRoutes, MAX_BATCH_BODY_BYTES } from './vote-routes.js';
+import { sleep, VoteLogWriter } from './vote-log.js';
 
 const PROBE_EVERY_MS = 1_000;
 const PROBE_STALE_MS = 3_000;
+/** How long a switch of primary waits for batches in flight before it goes on (they cannot be acknowledged anyway). */
+const SWITCH_IDLE_WAIT_MS = 3_000;
 
 /** What the service needs from the managers before it can take votes. */
 export interface ShardView {
@@ -41,9 +58,17 @@ export class ShardNode {
   readonly batcher: VoteBatcher;
   readonly metrics: ShardMetrics;
   store!: VoteStore;
-  path!: ReplicationPath;
+  path: ReplicationPath | null = null;
+  private writer: VoteLogWriter | null = null;
+  private brokers: BrokerClient | null = null;
   private readonly heartbeat: HeartbeatSender;
   private current: ShardView | null = null;
+  /** primary|address|epoch of the attachment wanted now. */
+  private attachKey = '';
+  private attachAbort: AbortController | null = null;
+  private stopping = false;
+  /** async: votes at risk reported when attachments ended (failovers), in total. */
+  atRiskAtFailovers = 0;
   private waitingFor = 'the shard record and topology from the managers';
   private switchChain: Promise<void> = Promise.resolve();
   private probeTimer: NodeJS.Timeout | null = null;
@@ -63,7 +88,16 @@ export class ShardNode {
       ...(this.settings.maxBatch ? { maxBatch: this.settings.maxBatch } : {}),
       ...(this.settings.maxQueued ? { maxQueued: this.settings.maxQueued } : {}),
     });
-    this.metrics = new ShardMetrics(config.id, this.settings.shard, () => this.batcher.stats(), () => this.current?.record.epoch ?? 0);
+    this.metrics = new ShardMetrics(
+      config.id,
+      this.settings.shard,
+      () => this.batcher.stats(),
+      () => this.current?.record.epoch ?? 0,
+      () => {
+        const d = this.path?.describe();
+        return { atRisk: d?.atRisk ?? 0, outbox: d?.outbox ?? null, ready: d?.ready ?? false };
+      },
+    );
     this.batcher.onBatch = (size, ms) => {
       this.metrics.batchSize.observe(size);
       this.metrics.commitSeconds.observe(ms / 1000);
@@ -91,14 +125,17 @@ export class ShardNode {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.probeTimer) clearInterval(this.probeTimer);
     await this.app.close().catch(() => undefined);
     this.batcher.pause();
-    await this.batcher.idle();
+    await Promise.race([this.batcher.idle(), sleep(SWITCH_IDLE_WAIT_MS)]);
+    this.attachAbort?.abort();
     await this.path?.stop();
     await this.directory.stop();
     await this.heartbeat.stop();
     await this.primary.close();
+    await this.brokers?.close().catch(() => undefined);
   }
 
   submit(vote: PendingVote): Promise<VoteOutcome> {
@@ -107,6 +144,7 @@ export class ShardNode {
 
   private async commit(batch: PendingVote[]): Promise<VoteOutcome[]> {
     const target = this.primary.require();
+    if (!this.path) throw new NoPrimaryError('the shard service has not read the topology yet');
     try {
       return await this.path.commit(batch, target);
     } catch (e) {
@@ -130,33 +168,82 @@ export class ShardNode {
       return;
     }
     const t = snap.topology;
-    if (!this.store) {
-      // The outbox feeds the vote log's relay; without brokers there is no log to feed.
+    if (!this.path) {
+      // Outbox rows feed the vote log; without brokers there is no log to feed.
       this.store = new VoteStore({ outbox: t.brokers > 0 });
-      this.path = createReplicationPath(this.settings.replication, { store: this.store });
+      if (t.brokers > 0) {
+        this.brokers = new BrokerClient({ managers: this.config.managers.map((m) => m.http), timeoutMs: 4_000, connections: 8 });
+        this.writer = new VoteLogWriter(this.brokers, partitionOf(this.shard), t.shards, this.config.id, this.log);
+      }
+      try {
+        this.path = createReplicationPath(this.settings.replication, {
+          store: this.store,
+          log: this.log,
+          node: this.config.id,
+          shard: this.shard,
+          partition: partitionOf(this.shard),
+          writer: this.writer,
+          onAttachmentEnded: (info) => this.attachmentEnded(info),
+        });
+      } catch (e) {
+        this.waitingFor = `a usable replication mode (${(e as Error).message})`;
+        return;
+      }
       void this.path.start();
     }
     this.current = { topology: t, record, rules: { ballot: t.ballot, voterIds: t.voterIds }, router };
-    this.switchChain = this.switchChain.then(() => this.followPrimary(record)).catch((e) => this.log.error({ err: (e as Error).message }, 'could not switch primary'));
-  }
-
-  /** Point the pool at the record's primary, between batches. */
-  private async followPrimary(rec: ShardRecord): Promise<void> {
-    const address = rec.members[rec.primary]?.pg;
+    const address = record.members[record.primary]?.pg;
     if (!address) {
-      this.waitingFor = `the address of primary ${rec.primary} (missing from the shard record)`;
+      this.waitingFor = `the address of primary ${record.primary} (missing from the shard record)`;
       return;
     }
-    const cur = this.primary.current;
-    if (cur && cur.node === rec.primary && cur.address === address && cur.epoch === rec.epoch) return;
+    const key = `${record.primary}|${address}|${record.epoch}`;
+    if (key === this.attachKey) {
+      this.path.updateRecord(record);
+      return;
+    }
+    // A new primary or epoch: from now on nothing of the old attachment may be acknowledged.
+    this.attachKey = key;
+    this.path.detach();
+    this.attachAbort?.abort();
+    const ctrl = new AbortController();
+    this.attachAbort = ctrl;
+    this.switchChain = this.switchChain
+      .then(() => this.attach(record, address, ctrl.signal))
+      .catch((e) => this.log.error({ err: (e as Error).message }, 'could not attach to the primary'));
+  }
+
+  private attachmentEnded(info: { epoch: number; primary: string; atRisk: number }): void {
+    if (this.stopping || info.atRisk === 0) return;
+    this.atRiskAtFailovers += info.atRisk;
+    this.metrics.atRiskAtFailovers.inc(info.atRisk);
+    this.log.warn(
+      { primary: info.primary, epoch: info.epoch, atRisk: info.atRisk },
+      'the attachment to the primary ended with acknowledged votes not yet in the vote log: they are lost if that primary\'s data is',
+    );
+  }
+
+  /** Move the pool to the record's primary between batches, then attach the path there. */
+  private async attach(rec: ShardRecord, address: string, signal: AbortSignal): Promise<void> {
+    if (signal.aborted || !this.path) return;
     this.batcher.pause();
     try {
-      await this.batcher.idle();
+      await Promise.race([this.batcher.idle(), sleep(SWITCH_IDLE_WAIT_MS, signal)]);
       await this.primary.switchTo(rec.primary, address, rec.epoch);
     } finally {
       this.batcher.resume();
     }
-    await this.probe();
+    void this.probe();
+    const target = this.primary.current!;
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        await this.path.attach({ target, record: rec, signal });
+        return;
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message, primary: rec.primary, epoch: rec.epoch }, 'attaching to the primary failed; retrying');
+        await sleep(Math.min(200 * (attempt + 1), 2_000), signal);
+      }
+    }
   }
 
   private probing: Promise<void> | null = null;
@@ -182,8 +269,18 @@ export class ShardNode {
     const v = this.current;
     const p = this.primary.lastProbe;
     const fresh = Date.now() - p.at < PROBE_STALE_MS;
-    const healthy = v !== null && p.ok && fresh;
-    const reason = !v ? `waiting for ${this.waitingFor}` : !p.ok ? `primary not writable: ${p.reason ?? 'unknown'}` : !fresh ? 'primary not probed recently' : undefined;
+    const replication = this.path?.describe();
+    const ready = replication?.ready ?? false;
+    const healthy = v !== null && p.ok && fresh && ready;
+    const reason = !v
+      ? `waiting for ${this.waitingFor}`
+      : !p.ok
+        ? `primary not writable: ${p.reason ?? 'unknown'}`
+        : !fresh
+          ? 'primary not probed recently'
+          : !ready
+            ? `replication not ready: waiting for ${replication?.waitingFor ?? 'the primary'}`
+            : undefined;
     const stats = this.batcher.stats();
     return {
       healthy,
@@ -194,7 +291,9 @@ export class ShardNode {
       epoch: v?.record.epoch ?? null,
       primary: v?.record.primary ?? null,
       replicas: v?.record.replicas ?? [],
-      replication: this.path ? this.path.describe() : { mode: this.settings.replication },
+      replication: replication ?? { mode: this.settings.replication },
+      atRisk: replication?.atRisk ?? 0,
+      atRiskAtFailovers: this.atRiskAtFailovers,
       batcher: { ...stats, maxBatch: this.batcher.maxBatch, maxInFlight: this.batcher.maxInFlight, maxQueued: this.batcher.maxQueued },
       managers: this.directory.lastError ? { error: this.directory.lastError } : { ok: true },
       uptimeMs: Date.now() - this.startedAt,
@@ -204,6 +303,7 @@ export class ShardNode {
 
   private heartbeatInfo(): Record<string, unknown> {
     const s = this.batcher.stats();
+    const d = this.path?.describe();
     return {
       shard: this.shard,
       epoch: this.current?.record.epoch ?? null,
@@ -211,6 +311,9 @@ export class ShardNode {
       mode: this.settings.replication,
       pending: s.pending,
       votes: s.votes,
+      ready: d?.ready ?? false,
+      atRisk: d?.atRisk ?? 0,
+      outbox: d?.outbox ?? null,
     };
   }
 }

@@ -21,6 +21,9 @@ import { QueueFullError, type VoteOutcome } from './vote-batcher.js';
 import type { ShardNode, ShardView } from './shard-node.js';
 import { FencedError } from './vote-store.js';
 import { NoPrimaryError } from './primary-connection.js';
+import { NotReadyError } from './replication-path.js';
+import { ReplicaWaitError } from './log-path.js';
+import { DetachedError, LogUnavailableError } from './vote-log.js';
 
 export const MAX_VOTE_BODY_BYTES = 4 * 1024;
 export const MAX_BATCH_BODY_BYTES = 256 * 1024;
@@ -205,11 +208,16 @@ function failureReason(e: unknown): string {
   if (e instanceof QueueFullError) return 'overloaded';
   if (e instanceof FencedError) return 'fenced';
   if (e instanceof NoPrimaryError) return 'no primary';
+  if (e instanceof NotReadyError) return 'not ready';
+  if (e instanceof DetachedError) return 'failover';
+  if (e instanceof LogUnavailableError) return 'log unavailable';
+  if (e instanceof ReplicaWaitError) return 'replicas behind';
   return 'primary unavailable';
 }
 
 function failureText(e: unknown): string {
   if (e instanceof QueueFullError) return `the service is full (${e.limit} votes waiting)`;
   if (e instanceof FencedError) return `the primary refused the write (${e.message})`;
+  if (e instanceof NotReadyError || e instanceof DetachedError || e instanceof LogUnavailableError || e instanceof ReplicaWaitError) return e.message;
   return `the primary could not commit (${(e as Error).message})`;
 }

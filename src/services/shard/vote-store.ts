@@ -6,16 +6,36 @@
 // ON CONFLICT DO NOTHING and, in the same transaction, copied to the outbox;
 // the reply names, per vote, whether it was inserted and the choice stored
 // for that voter (the first vote, for a duplicate).
+//
+// The cast time is chosen by the shard service, one per batch, in
+// microseconds and strictly increasing for the process (castAtNow), and
+// passed in, so that the copy of a vote in the vote log, appended in parallel,
+// carries the same time as the primary's row. It also tells a vote apart
+// from an earlier one: the primary's own applier may insert a vote from the
+// log before the batch that wrote it commits (the log can be faster), and
+// the batch then finds "its" row already there. A stored row with this
+// batch's exact cast time and the same choice is this vote: accepted.
 import type pg from 'pg';
 import { FENCE_ERRORS } from '../postgres/pg-schema.js';
 import type { PendingVote, VoteOutcome } from './vote-batcher.js';
+
+/** SQL for a timestamptz from a bigint parameter in microseconds since 1970 (exact, unlike float seconds). */
+export const fromMicros = (param: string) => `(timestamptz 'epoch' + ${param}::bigint * interval '1 microsecond')`;
+
+let lastCastAtUs = 0;
+/** A cast time in microseconds since 1970: now, but strictly later than the previous one of this process. */
+export function castAtNow(): number {
+  const now = Math.round((performance.timeOrigin + performance.now()) * 1000);
+  lastCastAtUs = Math.max(now, lastCastAtUs + 1);
+  return lastCastAtUs;
+}
 
 const BATCH_SQL = (withOutbox: boolean) => `
 WITH v AS (
   SELECT * FROM unnest($2::bigint[], $3::smallint[]) WITH ORDINALITY AS v(voter_id, choice, ord)
 ), ins AS (
-  INSERT INTO votes (voter_id, choice)
-  SELECT voter_id, choice FROM v WHERE (SELECT dvote_assert_writable($1::bigint))
+  INSERT INTO votes (voter_id, choice, cast_at)
+  SELECT voter_id, choice, ${fromMicros('$4')} FROM v WHERE (SELECT dvote_assert_writable($1::bigint))
   ON CONFLICT (voter_id) DO NOTHING
   RETURNING voter_id, choice, cast_at
 )${
@@ -26,7 +46,8 @@ WITH v AS (
 )`
     : ''
 }
-SELECT v.voter_id, ins.voter_id IS NOT NULL AS inserted,
+SELECT v.voter_id,
+       ins.voter_id IS NOT NULL OR (old.choice = v.choice AND old.cast_at = ${fromMicros('$4')}) AS inserted,
        COALESCE(ins.choice, old.choice) AS choice, COALESCE(ins.cast_at, old.cast_at) AS cast_at
 FROM v
 LEFT JOIN ins ON ins.voter_id = v.voter_id
@@ -63,13 +84,13 @@ export class VoteStore {
     this.batchSql = BATCH_SQL(opts.outbox);
   }
 
-  /** Commit votes (no voter twice) on a primary at `epoch`. */
-  async commitBatch(db: pg.Pool | pg.ClientBase, epoch: number, votes: PendingVote[]): Promise<VoteOutcome[]> {
+  /** Commit votes (no voter twice) on a primary at `epoch`, cast at `castAtUs` (microseconds since 1970; default: now). */
+  async commitBatch(db: pg.Pool | pg.ClientBase, epoch: number, votes: PendingVote[], castAtUs: number = castAtNow()): Promise<VoteOutcome[]> {
     const ids = votes.map((v) => v.voterId);
     if (new Set(ids).size !== ids.length) throw new Error('a batch must not hold a voter twice (same-voter votes are serialized)');
     let rows: BatchRow[];
     try {
-      const r = await db.query<BatchRow>({ text: this.batchSql, values: [epoch, ids, votes.map((v) => v.choice)] });
+      const r = await db.query<BatchRow>({ text: this.batchSql, values: [epoch, ids, votes.map((v) => v.choice), castAtUs] });
       rows = r.rows;
     } catch (e) {
       if (isFenceError(e)) throw new FencedError((e as Error).message, (e as { code: string }).code);
@@ -88,12 +109,17 @@ export class VoteStore {
         epoch,
       });
     });
-    // A duplicate whose first vote committed after this statement's snapshot
-    // (another writer; not on the normal path) is read again, fresh.
+    // A conflict with a row committed after this statement's snapshot (the
+    // primary's applier inserting this very vote from the log, or another
+    // writer) is read again, fresh.
     for (const i of missing) {
-      const first = await this.getVote(db, votes[i]!.voterId);
+      const r = await db.query<{ choice: number; cast_at: Date; mine: boolean }>(
+        `SELECT choice, cast_at, (cast_at = ${fromMicros('$2')} AND choice = $3) AS mine FROM votes WHERE voter_id = $1`,
+        [votes[i]!.voterId, castAtUs, votes[i]!.choice],
+      );
+      const first = r.rows[0];
       if (!first) throw new Error(`voter ${votes[i]!.voterId} conflicted but has no stored vote`);
-      out[i] = { ...out[i]!, choice: first.choice, castAt: first.castAt };
+      out[i] = { ...out[i]!, status: first.mine ? 'accepted' : 'duplicate', choice: first.choice, castAt: first.cast_at.toISOString() };
     }
     return out;
   }
@@ -108,6 +134,23 @@ export class VoteStore {
   async tally(db: pg.Pool | pg.ClientBase): Promise<{ counts: Map<number, number>; total: number }> {
     return tallyOf(db);
   }
+}
+
+/**
+ * Insert votes into a copy that is not the primary (sync mode without a vote
+ * log writes the replicas directly): no fence, no outbox, the first vote of a
+ * voter stays.
+ */
+export async function insertCopies(db: pg.Pool | pg.ClientBase, votes: { voterId: number; choice: number; castAtUs: number }[]): Promise<number> {
+  if (votes.length === 0) return 0;
+  const r = await db.query(
+    `INSERT INTO votes (voter_id, choice, cast_at)
+     SELECT v.voter_id, v.choice, ${fromMicros('v.us')}
+     FROM unnest($1::bigint[], $2::smallint[], $3::bigint[]) AS v(voter_id, choice, us)
+     ON CONFLICT (voter_id) DO NOTHING`,
+    [votes.map((v) => v.voterId), votes.map((v) => v.choice), votes.map((v) => v.castAtUs)],
+  );
+  return r.rowCount ?? 0;
 }
 
 /** Votes per stored choice on one copy (also used by `dvote tally` against every copy). */
