@@ -74,6 +74,8 @@ export interface StatusShard {
   atRisk: number | null;
   /** Votes reported lost to failovers (record.lostVotes). */
   lostVotes: number;
+  /** async: acknowledged votes not yet in the log when primaries were deposed (record.atRiskAtFailovers). */
+  atRiskAtFailovers: number;
   copies: StatusShardCopy[];
 }
 
@@ -124,6 +126,7 @@ export function shardRows(records: ShardRecord[], nodes: StatusNode[]): StatusSh
         serviceState: svc && typeof svc.state === 'string' ? svc.state : null,
         atRisk: num(svc?.atRisk),
         lostVotes: r.lostVotes ?? 0,
+        atRiskAtFailovers: r.atRiskAtFailovers ?? 0,
         copies: [copy(r.primary, 'primary'), ...r.replicas.map((x) => copy(x, 'replica')), ...r.fenced.map((x) => copy(x, 'fenced'))],
       };
     })

@@ -65,6 +65,12 @@ export async function executePlan(ctx: ConvergeContext, plan: Plan): Promise<{ c
         }
         if (phase.waitFor) await waitReady(ctx, phase.waitFor, update);
         if (phase.waitFor === 'postgres') await initShardRecords(ctx, specCtx, update);
+        // A primary takes writes once its shard service attached (the vote
+        // log's barrier), so copies are judged after the services start, or
+        // right away when no service starts in this run (scale --replicas).
+        if (phase.waitFor === 'shards' || (phase.waitFor === 'postgres' && !plan.phases.some((p) => p.waitFor === 'shards'))) {
+          await waitCopies(ctx, update);
+        }
       });
       ctx.timings.push({ name: phase.name, ms: Math.round(performance.now() - t0) });
     }
@@ -224,6 +230,32 @@ async function managerClient(runtime: Runtime, cluster: string, exclude: string[
     throw new DvoteError('UNHEALTHY', `no running manager in cluster "${cluster}" to ask`, 'run `dvote up` to restart them');
   }
   return new ManagerClient({ endpoints, timeoutMs: 45_000 });
+}
+
+/**
+ * Every PostgreSQL copy does what its shard record says: a new replica is
+ * seeded and applying, a returning deposed primary has rejoined (a port that
+ * answers is not enough).
+ */
+async function waitCopies(ctx: ConvergeContext, update: (s: string) => void): Promise<void> {
+  const wanted = ctx.desired.filter((d) => d.role === 'postgres').map((d) => d.name);
+  if (wanted.length === 0) return;
+  await waitFor(
+    `every PostgreSQL copy (${wanted.join(', ')}) to be its shard's primary or a replica that applies the vote log`,
+    async () => {
+      const nodes = await ctx.runtime.listNodes(ctx.topology.cluster);
+      for (const name of wanted) {
+        const n = nodes.find((x) => x.name === name);
+        if (!n) return { done: false, reason: `${name} does not exist` };
+        const h = await fetchHealth(n.endpoint);
+        if ('error' in h) return { done: false, reason: `${name}: ${h.error}` };
+        const state = String(h.body.state);
+        if (state !== 'primary' && state !== 'replica') return { done: false, reason: `${name} is ${state}` };
+      }
+      return { done: true, value: undefined };
+    },
+    { timeoutMs: ctx.timeoutMs, intervalMs: 100, signal: ctx.signal, onPending: update },
+  );
 }
 
 async function waitReady(ctx: ConvergeContext, what: 'managers' | 'brokers' | 'postgres' | 'shards', update: (s: string) => void): Promise<void> {

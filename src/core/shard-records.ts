@@ -67,6 +67,12 @@ export interface ShardRecord {
    * primary lacked). Absent: none reported.
    */
   lostVotes?: number;
+  /**
+   * async: acknowledged votes that were not yet in the vote log when a
+   * primary was deposed, summed over failovers (an upper bound of what those
+   * failovers lost: exact when the deposed primary's data is gone). Absent: none.
+   */
+  atRiskAtFailovers?: number;
   updatedAt: string;
 }
 
@@ -235,6 +241,7 @@ export function promote(
       replicas: current.replicas.filter((r) => r !== newPrimary),
       fenced: [...current.fenced.filter((f) => f !== current.primary), current.primary],
       history: [...current.history, { epoch, primary: newPrimary, at: now, reason, ...extra }].slice(-HISTORY_LIMIT),
+      ...(extra.atRisk ? { atRiskAtFailovers: (current.atRiskAtFailovers ?? 0) + extra.atRisk } : {}),
       updatedAt: now,
     },
   };

@@ -63,20 +63,24 @@ describe('the DisVote preset (templates/topology/disvote-2shards.yaml) on local 
     expect([...stored.get('shard-2-pg-1')!.keys()].every((id) => id % 2 === 1)).toBe(true);
     expect(stored.get('shard-1-pg-1')!.size).toBe(20);
     expect(stored.get('shard-2-pg-1')!.size).toBe(20);
-    // Part A feeds no replica yet; tally says so and --verify fails honestly.
-    const t = await dvote(['--cluster', parity, 'tally', '--json', '--verify'], env);
-    expect(t.code).toBe(1);
-    expect(t.json).toMatchObject({ complete: true, consistent: false, total: 40 });
+    // Each replica applies its shard's vote log: once settled, every copy agrees.
+    let t = await dvote(['--cluster', parity, 'tally', '--json', '--verify'], env);
+    for (let i = 0; i < 50 && t.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      t = await dvote(['--cluster', parity, 'tally', '--json', '--verify'], env);
+    }
+    expect(t.code, describeResult(t)).toBe(0);
+    expect(t.json).toMatchObject({ complete: true, consistent: true, total: 40 });
     const copies = (t.json!.shards as { copies: { node: string; role: string; total: number; agrees: boolean }[] }[]).flatMap((s) => s.copies);
     expect(copies.map((x) => [x.node, x.role, x.total, x.agrees])).toEqual([
       ['shard-1-pg-1', 'primary', 20, true],
-      ['shard-1-pg-2', 'replica', 0, false],
+      ['shard-1-pg-2', 'replica', 20, true],
       ['shard-2-pg-1', 'primary', 20, true],
-      ['shard-2-pg-2', 'replica', 0, false],
+      ['shard-2-pg-2', 'replica', 20, true],
     ]);
   }, 240_000);
 
-  it('promote (the failover primitive): CAS on the epoch, the copies follow, the old primary is fenced, the service switches', async () => {
+  it('promote (the failover primitive): CAS on the epoch, the copies follow, the old primary is fenced, re-seeded and rejoins as a replica', async () => {
     const ns = await opts.runtime.listNodes(parity);
     const manager = ns.find((n) => n.role === 'manager')!.endpoint;
     const promote = async (body: unknown) => {
@@ -105,16 +109,20 @@ describe('the DisVote preset (templates/topology/disvote-2shards.yaml) on local 
         await c.end();
       }
     };
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && ((await meta('shard-1-pg-2')).role !== 'primary' || (await meta('shard-1-pg-1')).role !== 'fenced')) await new Promise((r) => setTimeout(r, 200));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && ((await meta('shard-1-pg-2')).role !== 'primary' || (await meta('shard-1-pg-1')).role !== 'replica')) await new Promise((r) => setTimeout(r, 200));
     expect(await meta('shard-1-pg-2')).toMatchObject({ role: 'primary', epoch: '2' });
-    expect(await meta('shard-1-pg-1')).toMatchObject({ role: 'fenced', epoch: '2' });
+    // the deposed primary was fenced, seeded again from a live copy, and rejoined as a replica
+    expect(await meta('shard-1-pg-1')).toMatchObject({ role: 'replica', epoch: '2', copy: 'ready' });
+    const rec = (await (await request(`${manager}/v1/shards/1`)).body.json()) as { replicas: string[]; fenced: string[]; history: { reason: string }[] };
+    expect(rec).toMatchObject({ replicas: ['shard-1-pg-1'], fenced: [] });
+    expect(rec.history.some((h) => h.reason.startsWith('shard-1-pg-1 rejoined as a replica'))).toBe(true);
     // the old primary refuses writes at any epoch
     const old = new pg.Client(pgConnection((await states())['shard-1-pg-1']!.pgAddress!, 'test'));
     await old.connect();
     await expect(old.query('INSERT INTO votes (voter_id, choice) SELECT 8888, 1 WHERE (SELECT dvote_assert_writable(1))')).rejects.toMatchObject({ code: 'DV001' });
     await old.end();
-    // the shard service now writes to the new primary, under epoch 2
+    // the shard service now writes to the new primary, under epoch 2, and the old one applies it from the log
     const c = await voteClient(opts);
     try {
       const r = await c.vote(8000, 'Republicans');
@@ -122,8 +130,13 @@ describe('the DisVote preset (templates/topology/disvote-2shards.yaml) on local 
     } finally {
       await c.close();
     }
-    const stored = await allVotes(opts);
+    let stored = await allVotes(opts);
+    for (let i = 0; i < 50 && !stored.get('shard-1-pg-1')!.has(8000); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      stored = await allVotes(opts);
+    }
     expect(stored.get('shard-1-pg-2')!.get(8000)).toBe(2);
-    expect(stored.get('shard-1-pg-1')!.has(8000)).toBe(false);
+    expect(stored.get('shard-1-pg-1')!.get(8000)).toBe(2);
+    expect(stored.get('shard-1-pg-1')!.size).toBe(stored.get('shard-1-pg-2')!.size);
   }, 120_000);
 });

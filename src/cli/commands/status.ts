@@ -91,9 +91,10 @@ export function renderStatus(doc: StatusDoc, out: Output): string {
         })
         .join('\n'),
       sh.atRisk ?? '-',
+      sh.atRiskAtFailovers,
       sh.lostVotes,
     ]);
-    shardTable = `\n${renderTable(['shard', 'epoch', 'mode', 'service', 'copies (*primary, !fenced): votes, lag', 'at risk', 'lost'], srow)}`;
+    shardTable = `\n${renderTable(['shard', 'epoch', 'mode', 'service', 'copies (*primary, !fenced): votes, lag', 'at risk', 'at risk at failovers', 'lost (counted)'], srow)}`;
   }
   return `${renderTable(head, rows)}${partitionTable}${shardTable}\n${verdict} (${doc.runtime} runtime, ${doc.nodes.length} nodes${doc.managerLeader ? `, manager leader ${doc.managerLeader}` : ''})`;
 }

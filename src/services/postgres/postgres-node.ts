@@ -413,7 +413,7 @@ export class PostgresNode {
       return false;
     }
     this.copyReady = true;
-    this.votes = null;
+    this.votes = r ? r.votes : 0;
     return true;
   }
 
