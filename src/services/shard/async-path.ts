@@ -12,7 +12,7 @@
 // as the votes the deposed primary may have taken with it.
 import { DetachedError, sleep } from './vote-log.js';
 import { OutboxRelay } from './outbox-relay.js';
-import { AttachedPath, type Attachment, type PathDeps, type ReplicationInfo } from './replication-path.js';
+import { AttachedPath, timed, type Attachment, type PathDeps, type ReplicationInfo } from './replication-path.js';
 import type { PendingVote, VoteOutcome } from './vote-batcher.js';
 import type { PrimaryTarget } from './primary-connection.js';
 import { castAtNow } from './vote-store.js';
@@ -67,7 +67,7 @@ export class AsyncPath extends AttachedPath {
 
   async commit(batch: PendingVote[], _primary: PrimaryTarget): Promise<VoteOutcome[]> {
     const att = await this.attached();
-    const out = await this.deps.store.commitBatch(att.target.pool, att.target.epoch, batch, castAtNow());
+    const out = await timed(this.deps, 'primary', this.deps.store.commitBatch(att.target.pool, att.target.epoch, batch, castAtNow()));
     if (this.att === att) this.relay.noteAccepted(out.filter((o) => o.status === 'accepted').length);
     return out;
   }

@@ -34,7 +34,7 @@ import type { ReplicationMode } from '../../core/topology.js';
 import { sleep, DetachedError, type Offsets } from './vote-log.js';
 import { encodeVote } from './vote-log-codec.js';
 import { OutboxRelay } from './outbox-relay.js';
-import { AttachedPath, NotReadyError, type Attachment, type PathDeps, type ReplicationInfo } from './replication-path.js';
+import { AttachedPath, NotReadyError, timed, type Attachment, type PathDeps, type ReplicationInfo } from './replication-path.js';
 import { ReplicaProgress } from './replica-progress.js';
 import type { PendingVote, VoteOutcome } from './vote-batcher.js';
 import type { PrimaryTarget } from './primary-connection.js';
@@ -136,14 +136,14 @@ export class LogPath extends AttachedPath {
       encodeVote({ voterId: v.voterId, choice: v.choice, castAtUs, epoch: target.epoch, writer: this.writer.writer }),
     );
     const [c, a] = await Promise.allSettled([
-      this.deps.store.commitBatch(target.pool, target.epoch, batch, castAtUs),
-      this.writer.append(values, producer, seq, { signal: att.signal, deadline: Date.now() + APPEND_DEADLINE_MS }),
+      timed(this.deps, 'primary', this.deps.store.commitBatch(target.pool, target.epoch, batch, castAtUs)),
+      timed(this.deps, 'log', this.writer.append(values, producer, seq, { signal: att.signal, deadline: Date.now() + APPEND_DEADLINE_MS })),
     ]);
     if (c.status === 'fulfilled' && a.status === 'fulfilled') {
       // Acknowledge only within the attachment: its barrier successor is
       // appended after this point, so this batch's entries precede it.
       if (att.signal.aborted || this.att !== att) throw new DetachedError();
-      if (this.progress) await this.waitReplicas(att, a.value);
+      if (this.progress) await timed(this.deps, 'replicas', this.waitReplicas(att, a.value));
       return c.value;
     }
     if (att.signal.aborted || this.att !== att) throw new DetachedError();

@@ -77,6 +77,18 @@ export interface PathDeps {
   writer: VoteLogWriter | null;
   /** Called with the async at-risk count of an attachment that ended (votes possibly lost with its primary). */
   onAttachmentEnded?: (info: { epoch: number; primary: string; atRisk: number }) => void;
+  /** Observes how long each step of a batch took (metrics). */
+  observeStep?: (step: 'primary' | 'log' | 'replicas', seconds: number) => void;
+}
+
+/** `p`, timed into deps.observeStep when it succeeds. */
+export function timed<T>(deps: PathDeps, step: 'primary' | 'log' | 'replicas', p: Promise<T>): Promise<T> {
+  if (!deps.observeStep) return p;
+  const t0 = performance.now();
+  return p.then((v) => {
+    deps.observeStep!(step, (performance.now() - t0) / 1000);
+    return v;
+  });
 }
 
 /** The service cannot write yet (attaching to a primary); nothing was stored. */

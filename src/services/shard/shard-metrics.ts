@@ -10,6 +10,7 @@ export class ShardMetrics {
   readonly commitSeconds: Histogram;
   readonly voteSeconds: Histogram;
   readonly atRiskAtFailovers: Counter;
+  readonly stepSeconds: Histogram<'step'>;
 
   constructor(
     node: string,
@@ -42,6 +43,13 @@ export class ShardMetrics {
     this.commitSeconds = new Histogram({
       name: 'dvote_vote_commit_seconds',
       help: 'Time to make one batch durable (the replication mode included)',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [r],
+    });
+    this.stepSeconds = new Histogram({
+      name: 'dvote_vote_step_seconds',
+      help: 'Time of each step of a batch: primary (commit on the primary), log (append to the vote log), replicas (sync: every replica applied)',
+      labelNames: ['step'],
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
       registers: [r],
     });

@@ -184,6 +184,7 @@ export class ShardNode {
           partition: partitionOf(this.shard),
           writer: this.writer,
           onAttachmentEnded: (info) => this.attachmentEnded(info),
+          observeStep: (step, seconds) => this.metrics.stepSeconds.observe({ step }, seconds),
         });
       } catch (e) {
         this.waitingFor = `a usable replication mode (${(e as Error).message})`;

@@ -19,7 +19,7 @@ import pg from 'pg';
 import type { ShardRecord } from '../../core/shard-records.js';
 import { pgConnection } from '../postgres/pg-schema.js';
 import { sleep } from './vote-log.js';
-import { AttachedPath, type Attachment, type PathDeps, type ReplicationInfo } from './replication-path.js';
+import { AttachedPath, timed, type Attachment, type PathDeps, type ReplicationInfo } from './replication-path.js';
 import type { PendingVote, VoteOutcome } from './vote-batcher.js';
 import type { PrimaryTarget } from './primary-connection.js';
 import { castAtNow, insertCopies } from './vote-store.js';
@@ -115,7 +115,7 @@ export class SyncDirectPath extends AttachedPath {
   async commit(batch: PendingVote[], _primary: PrimaryTarget): Promise<VoteOutcome[]> {
     const att = await this.attached();
     const castAtUs = castAtNow();
-    const out = await this.deps.store.commitBatch(att.target.pool, att.target.epoch, batch, castAtUs);
+    const out = await timed(this.deps, 'primary', this.deps.store.commitBatch(att.target.pool, att.target.epoch, batch, castAtUs));
     const accepted = out.filter((o) => o.status === 'accepted').map((o) => ({ voterId: o.voterId, choice: o.choice, castAtUs }));
     if (accepted.length > 0) {
       await Promise.all(
