@@ -64,11 +64,12 @@ export async function runChaos(o: ChaosOptions): Promise<FaultEvent[]> {
       try {
         const target = await pickTarget(o, kind, brokers, i);
         ev.target = target;
-        ev.at = Math.round(performance.now() - o.t0);
         o.log(`fault: ${kind} ${target}`);
         if (kind === 'pause-node') await o.runtime.pause(o.cluster, target);
         else if (kind === 'partition-node') await o.runtime.disconnect(o.cluster, target);
         else await o.runtime.kill(o.cluster, target, { signal: 'KILL' });
+        // The fault is in effect once the runtime has done it (a docker kill takes a while under load).
+        ev.at = Math.round(performance.now() - o.t0);
         await sleep(o.downMs);
         await o.runtime.revive(o.cluster, target);
         ev.restoredAt = Math.round(performance.now() - o.t0);

@@ -116,13 +116,18 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
     let failedVotes = 0;
     let sent = 0;
     const t0 = performance.now();
-    // 10 ms buckets that saw a successful vote, for recovery times after faults.
-    const successBuckets = new Set<number>();
+    // Successful votes per shard, in completion order: when the request was
+    // sent and when it was answered (ms since t0), for recovery after faults.
+    const successes = new Map<number, { sent: number; done: number }[]>();
+    const succeeded = (r: VoteResult, sentAt: number) => {
+      const s = r.shard ?? 0;
+      (successes.get(s) ?? successes.set(s, []).get(s)!).push({ sent: sentAt, done: performance.now() - t0 });
+    };
 
-    const onResult = (r: VoteResult, planned: { voterId: number; choice: number }) => {
+    const onResult = (r: VoteResult, planned: { voterId: number; choice: number }, sentAt: number) => {
       const id = planned.voterId;
       if (r.status === 'accepted') {
-        successBuckets.add(Math.floor((performance.now() - t0) / 10));
+        succeeded(r, sentAt);
         // Twice "accepted" for one voter is a double count. An "already
         // voted" seen first is fine when it names this choice: a batch
         // request is answered when all its votes are, so a later vote of the
@@ -136,7 +141,7 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
         return true;
       }
       if (r.status === 'already-voted') {
-        successBuckets.add(Math.floor((performance.now() - t0) / 10));
+        succeeded(r, sentAt);
         rejected++;
         // The cluster names the stored first choice: it is stored, so it is acknowledged now.
         if (!acknowledged.has(id) && r.choiceIndex !== undefined) {
@@ -153,6 +158,7 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
     const op = async (): Promise<OpOutcome> => {
       const planned = Array.from({ length: o.batch }, () => workload.take());
       sent += planned.length;
+      const sentAt = performance.now() - t0;
       let results: VoteResult[];
       try {
         results =
@@ -169,7 +175,7 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
       let okAll = true;
       let firstError = '';
       results.forEach((r, i) => {
-        const good = onResult(r, planned[i]!);
+        const good = onResult(r, planned[i]!, sentAt);
         if (!good) {
           okAll = false;
           firstError ||= `${r.status}: ${r.error ?? r.httpStatus}`.slice(0, 80);
@@ -210,11 +216,22 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
     });
     chaosAbort.abort();
     const faults = await chaosRun;
+    // Recovery: from the fault to the answer of the first successful vote
+    // SENT after it, on each shard the fault can touch (a PostgreSQL node:
+    // its shard; anything else: every shard), the slowest of those.
     for (const f of faults) {
-      let b = Math.floor(f.at / 10);
-      const last = Math.floor(load.elapsedMs / 10);
-      while (b <= last && !successBuckets.has(b)) b++;
-      f.recoveryMs = b <= last ? b * 10 - f.at : null;
+      const m = /^shard-(\d+)-/.exec(f.target);
+      const shards = m ? [Number(m[1])] : [...successes.keys()];
+      let worst: number | null = 0;
+      for (const s of shards) {
+        const first = (successes.get(s) ?? []).find((x) => x.sent >= f.at);
+        if (!first) {
+          worst = null;
+          break;
+        }
+        worst = Math.max(worst, Math.round(first.done - f.at));
+      }
+      f.recoveryMs = shards.length > 0 ? worst : null;
     }
 
     const atRisk = await votesAtRisk(records(), byName);
