@@ -91,7 +91,7 @@ await dvote(['down', '--volumes']);
 
 // -- 4. the original's Table 1 row
 if (!args.includes('--skip-matrix')) {
-  const m = (await dvote(['bench', '--matrix', 'replicas=3,replication=async,log', '--json'], true)) as unknown as {
+  const m = (await dvote(['bench', '--matrix', 'replicas=3,replication=async,log', '--runtime', runtime, '--json'], true)) as unknown as {
     rows: { label: string; replication: string; replicas: number; loop: string; seconds: number; originalSeconds: number | null; verifyOk: boolean }[];
   };
   results.matrix = m;

@@ -4,7 +4,7 @@
 // throughput, p99 and the three replication modes. Each (mode, replicas)
 // column runs on a fresh two-shard cluster (ids split by parity, as the
 // original), first sequentially (one request at a time, as the original),
-// then with C requests in flight.
+// then with C requests in flight, then through the batched vote API.
 import type { Runtime } from '../runtime/runtime.js';
 import type { Output } from '../cli/output/output.js';
 import { runVoteBench } from './vote-bench.js';
@@ -102,12 +102,18 @@ export async function runMatrixWith(env: MatrixEnv, spec: MatrixSpec): Promise<M
       const cluster = await env.out.step(`matrix: ${mode} replication, primary + ${replicas} replica(s): cluster`, () => env.up({ replication: mode, replicas }));
       try {
         for (const [label, votes] of TABLE1_SIZES) {
-          for (const loop of ['sequential', `${env.concurrency} in flight`]) {
-            const concurrency = loop === 'sequential' ? 1 : env.concurrency;
+          // As the original (one request at a time), many in flight, and
+          // through the batched API (100 votes per request, 4 in flight).
+          const loops = [
+            { loop: 'sequential', concurrency: 1, batch: 1 },
+            { loop: `${env.concurrency} in flight`, concurrency: env.concurrency, batch: 1 },
+            { loop: 'batches of 100, 4 in flight', concurrency: 4, batch: 100 },
+          ];
+          for (const { loop, concurrency, batch } of loops) {
             const d = await env.out.step(`matrix: ${mode}, +${replicas}, ${label}, ${loop}`, (update) =>
               runVoteBench(
                 { runtime: env.runtime, cluster, signal: env.signal, progress: update },
-                { votes, concurrency, duplicates: 0, batch: 1, chaos: false, verify: true, settleTimeoutMs: 30_000, seed: votes + replicas, direct: true },
+                { votes, concurrency, duplicates: 0, batch, chaos: false, verify: true, settleTimeoutMs: 30_000, seed: votes + replicas, direct: true },
               ),
             );
             const verifyOk = d.verify.ok;

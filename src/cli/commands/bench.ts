@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FAULT_KINDS, type FaultKind } from '../../bench/chaos.js';
@@ -129,7 +130,9 @@ Examples:
           }
           // Each column runs on its own fresh cluster beside the user's: the
           // original's layout (two shards by parity) on the same runtime.
-          const quiet: CommandContext = { ...ctx, out: new OutputClass({ json: false, quiet: true }), setExitCode: () => undefined };
+          // Their `up` prints nothing on stdout: it carries only this command's result.
+          const sink = new Writable({ write: (_c, _e, done) => done() });
+          const quiet: CommandContext = { ...ctx, out: new OutputClass({ json: false, quiet: true, stdout: sink }), setExitCode: () => undefined };
           const doc = await runMatrixWith(
             {
               runtime,
@@ -237,11 +240,12 @@ export function renderMatrix(m: MatrixDoc): string {
     r.label,
     r.replication,
     r.replicas,
+    r.loop,
     r.originalSeconds ?? '-',
     r.seconds.toFixed(2),
     r.votesPerSec,
     r.p99,
     r.verifyOk ? 'ok' : 'FAILED',
   ]);
-  return `${renderTable(['votes', 'replication', 'replicas', 'original s', 'dvote s', 'votes/s', 'p99 ms', 'verify'], rows)}\n${m.note}`;
+  return `${renderTable(['votes', 'replication', 'replicas', 'load', 'original s', 'dvote s', 'votes/s', 'p99 ms', 'verify'], rows)}\n${m.note}`;
 }
