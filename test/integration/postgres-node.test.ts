@@ -14,7 +14,7 @@ import { createLogger } from '../../src/services/common/logger.js';
 import type { NodeConfig } from '../../src/services/common/node-config.js';
 import { pgOsUser } from '../../src/services/postgres/pg-os-user.js';
 import { PgServer } from '../../src/services/postgres/pg-server.js';
-import { pgConnection } from '../../src/services/postgres/pg-schema.js';
+import { pgConnection, SCHEMA_VERSION } from '../../src/services/postgres/pg-schema.js';
 import { freePort, testPgBinDir } from '../utils/temp-postgres.js';
 
 const NODE_MAIN = resolve(import.meta.dirname, '../../dist/services/node-main.js');
@@ -133,7 +133,7 @@ describe('the postgres node program', () => {
     const tables = await query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`);
     expect(tables.map((t) => t.table_name)).toEqual(['applied', 'meta', 'outbox', 'votes']);
     const meta = Object.fromEntries((await query<{ key: string; value: string }>('SELECT key, value FROM meta')).map((r) => [r.key, r.value]));
-    expect(meta).toMatchObject({ node: 'shard-1-pg-1', shard: '1', schema_version: '1' });
+    expect(meta).toMatchObject({ node: 'shard-1-pg-1', shard: '1', schema_version: String(SCHEMA_VERSION) });
     const metrics = await request(`http://127.0.0.1:${httpPort}/metrics`);
     expect(await metrics.body.text()).toMatch(/dvote_pg_up\{[^}]*\} 1/);
     // SIGTERM: PostgreSQL shuts down cleanly and the node exits 0
