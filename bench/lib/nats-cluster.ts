@@ -1,9 +1,12 @@
 // A three-server NATS JetStream cluster of Debian's nats-server on
 // 127.0.0.1, the peer the broker log is measured against (PEERS.md): each
 // server has `jetstream { store_dir }` and a `cluster { routes }` naming all
-// three; the bench creates an R3 file stream. Debian's 2.9 has no
-// sync_interval, so JetStream runs with its default periodic fsync (every
-// 2 minutes): it acknowledges before the data is on disk, unlike dvote.
+// three; the bench creates an R3 file stream. By default JetStream fsyncs
+// periodically (every 2 minutes) and acknowledges before the data is on disk;
+// `syncAlways` sets `sync_interval: always` (fsync on every write, as dvote's
+// brokers), which needs nats-server 2.10: bookworm's 2.9 has no
+// sync_interval, so scripts/install-peers.sh puts trixie's 2.10 build in
+// /opt/dvote-peers (NATS_210_BINARY).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +24,14 @@ export interface NatsServer {
   child: ChildProcess | null;
 }
 
+export const NATS_210_BINARY = '/opt/dvote-peers/nats-server-2.10.27/nats-server';
+
+export interface NatsClusterOptions {
+  binary?: string;
+  /** `sync_interval: always`: fsync before every acknowledgement (nats-server >= 2.10). */
+  syncAlways?: boolean;
+}
+
 export function natsVersion(binary = 'nats-server'): string | null {
   const r = spawnSync(binary, ['--version'], { encoding: 'utf8' });
   if (r.error || r.status !== 0) return null;
@@ -35,8 +46,9 @@ export class NatsCluster {
     this.unreap = reapOnExit(() => this.servers.map((s) => s.child), [baseDir]);
   }
 
-  static async start(size = 3, binary = 'nats-server'): Promise<NatsCluster> {
-    if (!natsVersion(binary)) throw new Error(`${binary} not found: install it with apt-get install nats-server (or bash scripts/install-peers.sh)`);
+  static async start(size = 3, opts: NatsClusterOptions = {}): Promise<NatsCluster> {
+    const binary = opts.binary ?? 'nats-server';
+    if (!natsVersion(binary)) throw new Error(`${binary} not found: install it with bash scripts/install-peers.sh`);
     const c = new NatsCluster(mkdtempSync(join(tmpdir(), 'dvote-bench-nats-')));
     try {
       for (let i = 1; i <= size; i++) {
@@ -50,7 +62,7 @@ export class NatsCluster {
           `server_name: ${s.name}`,
           `listen: 127.0.0.1:${s.clientPort}`,
           `http: 127.0.0.1:${s.monitorPort}`,
-          `jetstream { store_dir: "${join(dir, 'js')}" }`,
+          `jetstream { store_dir: "${join(dir, 'js')}"${opts.syncAlways ? ', sync_interval: always' : ''} }`,
           `cluster { name: dvote-bench, listen: 127.0.0.1:${s.clusterPort}, routes: [${routes.map((r) => `"${r}"`).join(', ')}] }`,
         ].join('\n');
         const confFile = join(dir, 'nats.conf');
