@@ -79,6 +79,11 @@ function roleSettings(node: DesiredNode, ctx: SpecContext): Record<string, unkno
         pgAdvertise: ctx.addressing.internal(node.name, 'pg', node.ports.pg!),
       };
     case 'shard':
-      return { shard: node.shard, replication: t.replication };
+      return {
+        shard: node.shard,
+        replication: t.replication,
+        ...(t.groupCommit?.maxBatch ? { maxBatch: t.groupCommit.maxBatch } : {}),
+        ...(t.groupCommit?.maxInFlight ? { maxInFlight: t.groupCommit.maxInFlight } : {}),
+      };
   }
 }

@@ -75,6 +75,19 @@ export const TopologySchema = z.strictObject({
     })
     .partial()
     .optional(),
+  /**
+   * The shard services' group commit (services/shard/vote-batcher.ts): at most
+   * maxInFlight batches of up to maxBatch votes in flight per shard. Fewer
+   * batches in flight make larger batches (fewer rounds through the primary
+   * and the vote log); more lower latency while the CPU has room.
+   */
+  groupCommit: z
+    .strictObject({
+      maxBatch: z.number().int().min(1).max(10_000),
+      maxInFlight: z.number().int().min(1).max(64),
+    })
+    .partial()
+    .optional(),
 });
 
 export type TopologyInput = z.input<typeof TopologySchema>;

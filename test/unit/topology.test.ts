@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { desiredNodes } from '../../src/core/layout.js';
+import { buildSpec } from '../../src/core/specs.js';
 import { defaultPortBase, validateTopology } from '../../src/core/topology.js';
+import type { Addressing } from '../../src/runtime/runtime.js';
+import { parseShardSettings } from '../../src/services/shard/shard-settings.js';
 
 describe('topology validation', () => {
   it('fills defaults: 3 managers, 3 brokers, 2 shards of primary + 2 replicas, log mode, the original ballot', () => {
@@ -99,5 +103,42 @@ describe('topology presets', () => {
     }
     writeFileSync(f, 'managers: [1,\n');
     expect(() => loadTopology(f, {})).toThrow(/is not valid YAML/);
+  });
+});
+
+describe('groupCommit tuning', () => {
+  const addressing: Addressing = {
+    internal: (node, _s, port) => `${node}:${port}`,
+    listen: (_n, _s, port) => ({ host: '127.0.0.1', port }),
+    dataDir: (node) => `/data/${node}`,
+  };
+
+  it('reaches every shard service as its batcher settings, and only shard services', () => {
+    const t = validateTopology({ groupCommit: { maxBatch: 500, maxInFlight: 2 } }).topology!;
+    const nodes = desiredNodes(t);
+    const ctx = { topology: t, addressing, managers: nodes.filter((n) => n.role === 'manager'), bootstrap: true };
+    const shards = nodes.filter((n) => n.role === 'shard');
+    expect(shards).toHaveLength(2);
+    for (const n of shards) {
+      const s = parseShardSettings(buildSpec(n, ctx).config.settings);
+      expect(s).toMatchObject({ shard: n.shard, replication: 'log', maxBatch: 500, maxInFlight: 2 });
+    }
+    for (const n of nodes.filter((x) => x.role !== 'shard')) expect(buildSpec(n, ctx).config.settings).not.toHaveProperty('maxInFlight');
+  });
+
+  it('is left to the service defaults when absent', () => {
+    const t = validateTopology({}).topology!;
+    const nodes = desiredNodes(t);
+    const ctx = { topology: t, addressing, managers: nodes.filter((n) => n.role === 'manager'), bootstrap: true };
+    const s = parseShardSettings(buildSpec(nodes.find((n) => n.role === 'shard')!, ctx).config.settings);
+    expect(s.maxInFlight).toBeUndefined();
+    expect(s.maxBatch).toBeUndefined();
+  });
+
+  it('rejects values out of range with the key named', () => {
+    const r = validateTopology({ groupCommit: { maxInFlight: 0, maxBatch: 20_000, window: 3 } });
+    expect(r.topology).toBeNull();
+    const keys = r.errors.map((e) => e.split(':')[0]);
+    expect(keys).toEqual(expect.arrayContaining(['groupCommit.maxInFlight', 'groupCommit.maxBatch']));
   });
 });
