@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-12}"
+[[ "$secs" =~ ^[1-9][0-9]*$ ]] || { echo "error: seconds must be a whole number >= 1 (e.g. bash bench/group-commit-ab.sh 12)" >&2; exit 2; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for round in 1 2; do

@@ -45,6 +45,12 @@ const seconds = Number(args.seconds);
 // state (dvote's one-producer latency falls from ~4.5 to ~2 ms over the first
 // ~10 s after start), while Go's nats-server is compiled ahead of time.
 const warmupMs = Number(args.warmup) * 1000;
+for (const [flag, v, min] of [['--seconds', seconds, 1], ['--warmup', warmupMs / 1000, 0]] as const) {
+  if (!Number.isFinite(v) || v < min) {
+    process.stderr.write(`error: ${flag} must be a number of seconds >= ${min} (e.g. ${flag} ${min === 0 ? 3 : 10})\n`);
+    process.exit(2);
+  }
+}
 
 interface Case {
   name: string;
