@@ -1,5 +1,6 @@
 // Prometheus metrics of a broker (/metrics), read by `dvote report`.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.js';
 import type { BrokerNode } from './broker-node.js';
 
 export class BrokerMetrics {
@@ -12,7 +13,7 @@ export class BrokerMetrics {
 
   constructor(node: BrokerNode) {
     const r = this.registry;
-    collectDefaultMetrics({ register: r });
+    collectProcessMetrics(r);
     this.requests = new Counter({ name: 'dvote_broker_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'], registers: [r] });
     this.appendedMessages = new Counter({ name: 'dvote_broker_appended_messages_total', help: 'messages committed by appends this broker led', registers: [r] });
     this.appendedBytes = new Counter({ name: 'dvote_broker_appended_bytes_total', help: 'message bytes committed by appends this broker led', registers: [r] });

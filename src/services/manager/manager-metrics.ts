@@ -1,5 +1,6 @@
 // Prometheus metrics of a manager (prom-client), one registry per node.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.js';
 import type { ManagerNode } from './manager-node.js';
 
 export class ManagerMetrics {
@@ -11,7 +12,7 @@ export class ManagerMetrics {
   constructor(node: ManagerNode) {
     const r = this.registry;
     r.setDefaultLabels({ node: node.config.id, role: 'manager' });
-    collectDefaultMetrics({ register: r });
+    collectProcessMetrics(r);
     this.requests = new Counter({
       name: 'dvote_http_requests_total',
       help: 'HTTP requests by route, method and status',

@@ -33,7 +33,8 @@
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import pg from 'pg';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.js';
 import { BrokerClient } from '../../client/broker-client.js';
 import { ShardDirectory, type ShardsSnapshot } from '../../client/shard-directory.js';
 import { partitionOf, roleIn, VOTE_TOPIC, type PgRole, type ShardRecord } from '../../core/shard-records.js';
@@ -594,7 +595,7 @@ export class PostgresNode {
   private defineMetrics(): void {
     const r = this.registry;
     r.setDefaultLabels({ node: this.config.id, role: 'postgres', shard: String(this.settings.shard) });
-    collectDefaultMetrics({ register: r });
+    collectProcessMetrics(r);
     const gauge = (name: string, help: string, value: () => number | null) =>
       new Gauge({
         name,

@@ -1,5 +1,6 @@
 // Prometheus metrics of a shard service (prom-client), one registry per node.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.js';
 import type { BatcherStats } from './vote-batcher.js';
 
 export class ShardMetrics {
@@ -21,7 +22,7 @@ export class ShardMetrics {
   ) {
     const r = this.registry;
     r.setDefaultLabels({ node, role: 'shard', shard: String(shard) });
-    collectDefaultMetrics({ register: r });
+    collectProcessMetrics(r);
     this.requests = new Counter({
       name: 'dvote_http_requests_total',
       help: 'HTTP requests by route, method and status',
