@@ -17,6 +17,8 @@ import { Workload } from './workload.js';
 export interface VoteBenchOptions {
   votes?: number;
   durationMs?: number;
+  /** Send this long first with the same load and leave it out of the figures (its votes are verified too). */
+  warmupMs?: number;
   concurrency?: number;
   rate?: number;
   /** Size of the voter id space used by the run (default: the number of votes). */
@@ -51,6 +53,8 @@ export interface BenchDoc {
     mode: LoadMode;
     votes: number | null;
     durationMs: number | null;
+    /** Load sent before the measured run and left out of throughput, latency and timeline (0: none). */
+    warmupMs: number;
     batch: number;
     voters: number;
     duplicates: number;
@@ -62,7 +66,10 @@ export interface BenchDoc {
     idRange: { from: number; to: number };
     seed: number;
   };
+  /** Every vote of the run, warm-up included (all of them are verified). */
   votes: { sent: number; acknowledged: number; rejected: number; failed: number; unknownOutcome: number };
+  /** The warm-up, when there was one: what it sent, not counted in throughput or latency. */
+  warmup: { elapsedMs: number; votes: number; failedRequests: number } | null;
   throughput: { votesPerSec: number; requestsPerSec: number; elapsedMs: number };
   latencyMs: LatencySummary;
   errorsByKind: Record<string, number>;
@@ -195,7 +202,7 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
           cluster,
           managers,
           shards: records,
-          firstAtMs: 1000,
+          firstAtMs: (o.warmupMs ?? 0) + 1000,
           everyMs: 3500,
           downMs: 1500,
           t0,
@@ -204,6 +211,20 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
           ...(o.faults && o.faults.length > 0 ? { kinds: o.faults, maxFaults: o.faults.length } : {}),
         })
       : Promise.resolve([] as FaultEvent[]);
+
+    let warmup: BenchDoc['warmup'] = null;
+    if (o.warmupMs !== undefined && o.warmupMs > 0) {
+      const before = acknowledged.size + rejected;
+      const w = await runLoad({
+        mode,
+        durationMs: o.warmupMs,
+        op,
+        signal: env.signal,
+        onProgress: (p) => env.progress(`warm-up ${Math.round(p.elapsedMs / 1000)}s: ${acknowledged.size} acknowledged, ${p.inFlight} in flight`),
+      });
+      warmup = { elapsedMs: Math.round(w.elapsedMs), votes: acknowledged.size + rejected - before, failedRequests: w.failed };
+    }
+    const countedBefore = acknowledged.size + rejected;
 
     const load = await runLoad({
       mode,
@@ -280,6 +301,7 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
         mode,
         votes: total,
         durationMs: o.durationMs ?? null,
+        warmupMs: o.warmupMs ?? 0,
         batch: o.batch,
         voters,
         duplicates: o.duplicates,
@@ -292,8 +314,9 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
         seed: o.seed,
       },
       votes: { sent, acknowledged: acknowledged.size, rejected, failed: failedVotes, unknownOutcome: unknown.size },
+      warmup,
       throughput: {
-        votesPerSec: Math.round(((acknowledged.size + rejected) / secs) * 10) / 10,
+        votesPerSec: Math.round(((acknowledged.size + rejected - countedBefore) / secs) * 10) / 10,
         requestsPerSec: Math.round((load.ok / secs) * 10) / 10,
         elapsedMs: Math.round(load.elapsedMs),
       },

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BenchV1, ReportV1, StatusV1, contractProblems } from '../../src/core/json-contracts.js';
 import { DVOTE_BIN, describeResult, dvote } from '../utils/cli.js';
+import type { BenchDoc } from '../../src/bench/vote-bench.js';
 
 export function benchAcceptanceFlow(rt: 'docker' | 'process', cluster: string, env: Record<string, string>): void {
   const base = ['--cluster', cluster];
@@ -44,6 +45,27 @@ export function benchAcceptanceFlow(rt: 'docker' | 'process', cluster: string, e
       expect(rep.code).toBe((rep.json as { healthy: boolean }).healthy ? 0 : 1);
       const st = await dvote([...base, 'status', '--json'], env);
       expect(contractProblems(StatusV1, st.json)).toEqual([]);
+    }, 200_000);
+
+    it('--warmup: its votes are verified with the rest but left out of throughput and the timeline', async () => {
+      const r = await dvote([...base, 'bench', '--warmup', '2s', '--votes', '1500', '--concurrency', '16', '--json'], env, 200_000);
+      const doc = r.json as unknown as BenchDoc;
+      expect(doc, describeResult(r)).toBeTruthy();
+      expect(contractProblems(BenchV1, doc)).toEqual([]);
+      expect(doc.config.warmupMs).toBe(2000);
+      expect(doc.warmup).not.toBeNull();
+      expect(doc.warmup!.votes).toBeGreaterThan(0);
+      expect(doc.warmup!.elapsedMs).toBeGreaterThanOrEqual(2000);
+      // The measured run sent exactly 1500 one-vote requests; the warm-up's come on top.
+      const measuredRequests = doc.timeline.reduce((n, p) => n + p.ok + p.failed, 0);
+      expect(measuredRequests).toBe(1500);
+      expect(doc.votes.sent).toBe(1500 + doc.warmup!.votes + doc.warmup!.failedRequests);
+      const measuredVotes = (doc.throughput.votesPerSec * doc.throughput.elapsedMs) / 1000;
+      expect(Math.abs(measuredVotes - 1500)).toBeLessThan(10);
+      // Every vote, the warm-up's too, is on every copy.
+      expect(doc.votes.acknowledged + doc.votes.rejected).toBe(doc.votes.sent);
+      expect(doc.verify).toMatchObject({ ok: true, lost: 0, duplicated: 0, divergent: 0 });
+      expect(r.code).toBe(0);
     }, 200_000);
   });
 }

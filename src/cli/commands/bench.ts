@@ -23,6 +23,7 @@ export function registerBench(program: Command, run: Run): void {
     .description('load the cluster with votes, verify every copy afterwards, and report throughput and latency')
     .option('--votes <n>', 'number of votes (queue workload: messages) to send (default 20000 unless --duration)')
     .option('--duration <d>', 'send for this long instead of a count (e.g. 30s)')
+    .option('--warmup <d>', 'send the same load this long first and leave it out of throughput and latency (its votes are verified too), e.g. 3s')
     .option('--concurrency <c>', 'closed loop: requests in flight (default 64)')
     .option('--rate <r>', 'open loop: requests per second; latency counts from the intended send time')
     .option('--voters <n>', 'size of the voter id space (default: the number of votes)')
@@ -50,6 +51,7 @@ mode), counted twice, or copies diverge; 2 bad flags; 3 runtime unavailable.
 Examples:
   $ dvote bench --votes 20000 --concurrency 64
   $ dvote bench --duration 30s --rate 8000              # open loop
+  $ dvote bench --warmup 3s --duration 15s --rate 1000  # steady state: 3 s left out
   $ dvote bench --votes 200000 --batch 100
   $ dvote bench --duration 30s --chaos --html report.html
   $ dvote bench --votes 5000 --chaos kill-shard-primary   # one chosen fault
@@ -79,6 +81,10 @@ Examples:
           throw new DvoteError('USAGE', '--concurrency (closed loop) and --rate (open loop) exclude each other', 'pick one');
         }
         const durationMs = dur('duration', o.duration);
+        const warmupMs = dur('warmup', o.warmup);
+        if (warmupMs !== undefined && (o.workload === 'queue' || o.matrix !== undefined)) {
+          throw new DvoteError('USAGE', `--warmup applies to the vote load only, not to ${o.matrix !== undefined ? '--matrix' : '--workload queue'}`, 'drop --warmup');
+        }
         let votes = num('votes', o.votes, 1);
         if (votes === undefined && durationMs === undefined) votes = 20_000;
         const batch = num('batch', o.batch, 1)!;
@@ -162,6 +168,7 @@ Examples:
             {
               ...(votes !== undefined ? { votes } : {}),
               ...(durationMs !== undefined ? { durationMs } : {}),
+              ...(warmupMs !== undefined ? { warmupMs } : {}),
               ...(o.concurrency !== undefined ? { concurrency: num('concurrency', o.concurrency, 1)! } : {}),
               ...(o.rate !== undefined ? { rate: num('rate', o.rate, 1, false)! } : {}),
               ...(o.voters !== undefined ? { voters: num('voters', o.voters, 1)! } : {}),
@@ -208,6 +215,7 @@ export function renderBench(d: BenchDoc, out: Output): string {
     `${d.config.replication} replication, ${d.config.shards} shard(s) x (primary + ${d.config.replicas} replicas), ${d.config.brokers} broker(s), ${d.runtime} runtime`,
     `load: ${d.config.mode.kind === 'closed' ? `closed loop, ${d.config.mode.concurrency} in flight` : `open loop, ${d.config.mode.rate} req/s`}, ${d.config.batch} vote(s) per request, ${(d.config.duplicates * 100).toFixed(1)}% repeat voters${d.config.chaos ? ', with faults' : ''}`,
     `votes: ${d.votes.sent} sent, ${c.green(String(d.votes.acknowledged))} acknowledged, ${d.votes.rejected} already voted, ${d.votes.failed ? c.red(String(d.votes.failed)) : 0} failed (${d.votes.unknownOutcome} with unknown outcome)`,
+    ...(d.warmup ? [`warm-up: ${(d.warmup.elapsedMs / 1000).toFixed(1)} s, ${d.warmup.votes} votes (verified below, not in the figures that follow)`] : []),
     `throughput: ${c.bold(String(d.throughput.votesPerSec))} votes/s (${d.throughput.requestsPerSec} requests/s over ${(d.throughput.elapsedMs / 1000).toFixed(1)} s)`,
     `latency ms: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}`,
   ];
