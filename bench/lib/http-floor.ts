@@ -1,0 +1,59 @@
+// The HTTP floor: how many votes per second one HTTP request per vote can
+// reach on this machine when the service behind it does nothing but parse,
+// check and answer (http-floor-server.ts, one process per shard, like the
+// shard services). The client is undici with one kept-alive connection per
+// request in flight, as dvote bench's VoteClient uses it. No system that
+// answers every vote with its own HTTP request, replicated or not, can go
+// faster than this on the same cores; bench/votes.ts prints it beside dvote.
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { runClosedLoop, type ClosedLoopResult } from './closed-loop.js';
+
+export interface HttpFloorResult extends ClosedLoopResult {
+  servers: number;
+  /** CPU of the client process per request, microseconds. */
+  clientCpuUsPerRequest: number;
+}
+
+export async function measureHttpFloor(o: { servers: number; concurrency: number; seconds: number; warmupSeconds: number }): Promise<HttpFloorResult> {
+  const children: ChildProcess[] = [];
+  const agent = new Agent({ connections: o.concurrency, keepAliveTimeout: 30_000, pipelining: 1 });
+  try {
+    const ports = await Promise.all(
+      Array.from({ length: o.servers }, () => {
+        const child = fork(join(import.meta.dirname, 'http-floor-server.ts'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        children.push(child);
+        return new Promise<number>((resolve, reject) => {
+          child.once('message', (m) => resolve((m as { port: number }).port));
+          child.once('exit', (code) => reject(new Error(`the HTTP floor server exited (${code}) before listening`)));
+        });
+      }),
+    );
+    const urls = ports.map((p) => `http://127.0.0.1:${p}/votes`);
+    const cpu0 = process.cpuUsage();
+    const r = await runClosedLoop({
+      concurrency: o.concurrency,
+      warmupMs: o.warmupSeconds * 1000,
+      durationMs: o.seconds * 1000,
+      seqBase: 1,
+      op: async (worker, seq) => {
+        const voterId = worker * 10_000_000 + seq;
+        const res = await request(urls[voterId % urls.length]!, {
+          method: 'POST',
+          dispatcher: agent,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ voterId, choice: 'bob' }),
+        });
+        const body = (await res.body.json()) as { voterId?: number };
+        if (res.statusCode !== 201 || body.voterId !== voterId) throw new Error(`HTTP ${res.statusCode}: ${JSON.stringify(body).slice(0, 120)}`);
+      },
+    });
+    const cpu = process.cpuUsage(cpu0);
+    const requests = r.completed + r.errors;
+    return { ...r, servers: o.servers, clientCpuUsPerRequest: Math.round((cpu.user + cpu.system) / Math.max(1, requests)) };
+  } finally {
+    await agent.close().catch(() => undefined);
+    for (const c of children) c.kill();
+  }
+}
