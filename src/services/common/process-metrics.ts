@@ -5,7 +5,7 @@
 // each otherwise idle node ~100 times a second (measured with strace) and,
 // with 14 processes sharing 2 cores, took CPU from the vote path. Stalls of
 // the loop still show in the histogram; it is only sampled less often.
-// DVOTE_EVENT_LOOP_SAMPLE_MS overrides it (bench/idle-ab.sh sets 10, the old
+// DVOTE_EVENT_LOOP_SAMPLE_MS overrides it (bench/idle-ab.ts sets 10, the old
 // value, to measure the difference side by side).
 import { collectDefaultMetrics, type Registry } from 'prom-client';
 
