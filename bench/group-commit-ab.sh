@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side by side on Docker: the shard services' group commit with 4 batches in
-# flight against 1 (topology groupCommit.maxInFlight), alternating, two
-# rounds, one-vote requests at 64 and 128 in flight, every run verified.
+# flight against 1 (topology groupCommit.maxInFlight), two rounds in
+# alternating order (4 then 1, then 1 then 4, so that an order effect falls
+# on both), one-vote requests at 64 and 128 in flight, every run verified.
 #   bash bench/group-commit-ab.sh [seconds]     (after npm run build and scripts/setup.sh)
 # Prints one line per run; each cluster is removed after its runs.
 set -euo pipefail
@@ -11,7 +12,9 @@ secs="${1:-12}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for round in 1 2; do
-  for n in 4 1; do
+  order="4 1"
+  [ "$round" = 2 ] && order="1 4"
+  for n in $order; do
     printf 'cluster: gc%s\ngroupCommit:\n  maxInFlight: %s\n' "$n" "$n" >"$tmp/gc$n.yaml"
     node bin/dvote.js up -f "$tmp/gc$n.yaml" --runtime docker -q >/dev/null
     sleep 3
