@@ -106,7 +106,11 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
 
     // A fresh id range: above every vote already stored, so earlier runs do not interfere.
     const total = o.votes ?? null;
-    const voters = o.voters ?? Math.max(1, total ?? 1_000_000);
+    // Default id space: one voter per vote of a counted run (1,000,000 for a
+    // timed one), plus 1,000,000 for a warm-up, whose votes must not use up
+    // the ids of the measured run (they would come back as repeat voters).
+    const warmupIds = o.warmupMs !== undefined && o.warmupMs > 0 ? 1_000_000 : 0;
+    const voters = o.voters ?? Math.max(1, total ?? 1_000_000) + warmupIds;
     const from = Math.max(topology.voterIds.min, (await maxStoredVoter(records(), byName)) + 1);
     const to = from + voters;
     if (to - 1 > topology.voterIds.max) {
