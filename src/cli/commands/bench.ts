@@ -26,7 +26,7 @@ export function registerBench(program: Command, run: Run): void {
     .option('--warmup <d>', 'send the same load this long first and leave it out of throughput and latency (its votes are verified too), e.g. 3s')
     .option('--concurrency <c>', 'closed loop: requests in flight (default 64)')
     .option('--rate <r>', 'open loop: requests per second; latency counts from the intended send time')
-    .option('--voters <n>', 'size of the voter id space (default: the number of votes)')
+    .option('--voters <n>', 'size of the voter id space (default: the number of votes, or 1,000,000 with --duration; plus 1,000,000 with --warmup)')
     .option('--duplicates <p>', 'share of requests from voters who already voted', '0.01')
     .option('--batch <k>', 'votes per request (POST /votes/batch); 1 = one request per vote, as real voters do', '1')
     .option(
