@@ -364,7 +364,7 @@ async function votesAtRisk(records: ShardRecord[], byName: Map<string, { pgAddre
     const c = new pg.Client({ ...pgConnection(n.pgAddress, 'dvote-bench'), connectionTimeoutMillis: 5_000 });
     try {
       await c.connect();
-      const q = await c.query<{ n: string }>('SELECT count(*)::text AS n FROM outbox');
+      const q = await c.query<{ n: string }>('SELECT coalesce(sum(cardinality(voter_ids)), 0)::text AS n FROM outbox');
       total += Number(q.rows[0]!.n);
     } catch {
       return null;

@@ -116,10 +116,16 @@ describe('ReplicaApplier', () => {
     await again.stop();
   });
 
-  it('on the primary: deletes the outbox rows of votes met in the log, keeps a vote the primary already has, and notifies its progress', async () => {
+  it('on the primary: deletes the outbox rows of batches met in the log, keeps a vote the primary already has, and notifies its progress', async () => {
     const mem = new MemoryLog();
-    await poolA.query(`INSERT INTO votes (voter_id, choice) VALUES (10, 3)`);
-    await poolA.query(`INSERT INTO outbox (epoch, voter_id, choice, cast_at) VALUES (1, 10, 3, now()), (1, 11, 1, now())`);
+    await poolA.query(`INSERT INTO votes (voter_id, choice) VALUES (10, 3), (12, 1), (13, 2)`);
+    // One row per batch: {10, 12} met in the log with its cast time (its
+    // first vote stands for the batch); {11} not in the log; {13} is in the
+    // log only with another cast time (another batch's vote of that voter).
+    await poolA.query(
+      `INSERT INTO outbox (epoch, cast_us, voter_ids, choices) VALUES (1, $1, '{10,12}', '{3,1}'), (1, $2, '{11}', '{1}'), (1, 42, '{13}', '{2}')`,
+      [us(10), us(11)],
+    );
     const listener = new pg.Client(pgConnection(a.address, 'listen'));
     await listener.connect();
     const seen: string[] = [];
@@ -127,11 +133,15 @@ describe('ReplicaApplier', () => {
     await listener.query(`LISTEN ${APPLIED_CHANNEL}`);
     const ap = applier(a, mem);
     ap.start();
-    mem.append(barrier(1), v(10, 1));
-    await until(() => ap.status().nextOffset === 2);
-    expect(await votes(poolA)).toEqual([[10, 3]]);
-    expect((await poolA.query('SELECT voter_id FROM outbox')).rows).toEqual([{ voter_id: 11 }]);
-    await until(() => seen.includes('2'));
+    mem.append(barrier(1), v(10, 1), v(13, 2));
+    await until(() => ap.status().nextOffset === 3);
+    expect(await votes(poolA)).toEqual([
+      [10, 3],
+      [12, 1],
+      [13, 2],
+    ]);
+    expect((await poolA.query('SELECT voter_ids FROM outbox ORDER BY id')).rows).toEqual([{ voter_ids: [11] }, { voter_ids: [13] }]);
+    await until(() => seen.includes('3'));
     await ap.stop();
     await listener.end();
   });
@@ -196,7 +206,7 @@ describe('seeding a copy', () => {
     await resetCopy(poolA, 0);
     await fence(poolA, 'primary', 1);
     await poolA.query(`INSERT INTO votes (voter_id, choice) VALUES (1, 1), (2, 2), (3, 3)`);
-    await poolA.query(`INSERT INTO outbox (epoch, voter_id, choice, cast_at) VALUES (1, 3, 3, now())`);
+    await poolA.query(`INSERT INTO outbox (epoch, cast_us, voter_ids, choices) VALUES (1, 5, '{3}', '{3}')`);
     const r = await seedCopy(poolB, [{ node: 'a', address: a.address, role: 'primary' }], { partition: 0, applicationName: 'test' });
     expect(r?.votes).toBe(2);
     expect(await votes(poolB)).toEqual([

@@ -70,4 +70,40 @@ describe('OutboxRelay (continuous)', () => {
     expect(relay.atRisk()).toBe(0);
     ctrl.abort();
   }, 60_000);
+
+  it('ships each outbox row (one per batch) whole within one append, with its cast time, and counts votes, not rows', async () => {
+    await pool.query('TRUNCATE votes, outbox');
+    const store = new VoteStore({ outbox: true });
+    const appended: { voterId: number; castAtUs: number }[][] = [];
+    const writer = {
+      writer: 7,
+      producer: () => 'test.r2',
+      append: async (values: Uint8Array[]) => {
+        appended.push(values.map((v) => decodeEntry(v) as { voterId: number; castAtUs: number }));
+        return { firstOffset: 0, lastOffset: values.length - 1 };
+      },
+    } as unknown as VoteLogWriter;
+    // three batches of 1,500 new voters and one of 10: more than one append's share (2,000) each
+    const casts = [1_700_000_000_000_001, 1_700_000_000_000_002, 1_700_000_000_000_003, 1_700_000_000_000_004];
+    const sizes = [1500, 1500, 1500, 10];
+    let next = 5_000_000;
+    for (const [i, n] of sizes.entries()) {
+      await store.commitBatch(pool, 1, Array.from({ length: n }, () => ({ voterId: next++, choice: 2 })), casts[i]);
+    }
+    const relay = new OutboxRelay('continuous', writer, createLogger('test', 'warn'));
+    const ctrl = new AbortController();
+    await relay.attach({ pool, epoch: 1, signal: ctrl.signal, barrier: async () => undefined });
+    const deadline = Date.now() + 10_000;
+    while (appended.flat().length < 4510 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    ctrl.abort();
+    // whole rows per append: 1500 | 1500 | 1500 + 10
+    expect(appended.map((a) => a.length)).toEqual([1500, 1500, 1510]);
+    for (const a of appended) for (const e of a) expect(casts).toContain(e.castAtUs);
+    expect(appended[0]!.every((e) => e.castAtUs === casts[0])).toBe(true);
+    expect(new Set(appended.flat().map((e) => e.voterId)).size).toBe(4510);
+    expect(relay.counters()).toMatchObject({ backlogAtAttach: 4510, shipped: 4510 });
+    expect(relay.atRisk()).toBe(0);
+    expect(relay.outboxRows).toBe(4510);
+  }, 60_000);
 });
+

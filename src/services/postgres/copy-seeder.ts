@@ -90,26 +90,37 @@ export async function seedCopy(target: pg.Pool, sources: SeedSource[], o: { part
       'SELECT next_offset, barrier_epoch, barrier_writer FROM applied WHERE partition = $1',
       [o.partition],
     );
-    const excludeOutbox = cand.src.role === 'primary' ? 'AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.voter_id = v.voter_id)' : '';
+    // From a primary, votes still in its outbox (not yet in the log) are left
+    // out: the copy gets them from the log, in the log's order.
+    const inOutbox = new Set<number>();
+    if (cand.src.role === 'primary') {
+      const ob = await src.query<{ id: number }>('SELECT unnest(voter_ids) AS id FROM outbox');
+      for (const row of ob.rows) inOutbox.add(row.id);
+    }
     let after = -1;
     for (;;) {
       const r = await src.query<{ ids: number[] | null; choices: number[] | null; casts: string[] | null }>(
         `SELECT array_agg(voter_id ORDER BY voter_id) AS ids, array_agg(choice ORDER BY voter_id) AS choices,
                 array_agg(cast_at::text ORDER BY voter_id) AS casts
-         FROM (SELECT v.voter_id, v.choice, v.cast_at FROM votes v WHERE v.voter_id > $1 ${excludeOutbox} ORDER BY v.voter_id LIMIT $2) s`,
+         FROM (SELECT v.voter_id, v.choice, v.cast_at FROM votes v WHERE v.voter_id > $1 ORDER BY v.voter_id LIMIT $2) s`,
         [after, CHUNK],
       );
       const row = r.rows[0];
-      const ids = row?.ids ?? [];
-      if (ids.length === 0) break;
-      await dst.query('INSERT INTO votes (voter_id, choice, cast_at) SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::timestamptz[])', [
-        ids,
-        row!.choices!.map(Number),
-        row!.casts,
-      ]);
+      const all = row?.ids ?? [];
+      if (all.length === 0) break;
+      const keep = inOutbox.size === 0 ? null : all.map((id) => !inOutbox.has(id));
+      const pick = <T>(xs: T[]): T[] => (keep ? xs.filter((_, i) => keep[i]) : xs);
+      const ids = pick(all);
+      if (ids.length > 0) {
+        await dst.query('INSERT INTO votes (voter_id, choice, cast_at) SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::timestamptz[])', [
+          ids,
+          pick(row!.choices!).map(Number),
+          pick(row!.casts!),
+        ]);
+      }
       votes += ids.length;
-      after = ids[ids.length - 1]!;
-      if (ids.length < CHUNK) break;
+      after = all[all.length - 1]!;
+      if (all.length < CHUNK) break;
     }
     const a = applied.rows[0];
     await dst.query('INSERT INTO applied (partition, next_offset, barrier_epoch, barrier_writer) VALUES ($1, $2, $3, $4)', [

@@ -3,9 +3,15 @@
 //
 //   votes    one row per voter; the primary key is what makes a vote unique
 //   outbox   votes committed on the primary but not yet known to be in the
-//            vote log; written in the same transaction as the vote; the
-//            relay ships them (services/shard/outbox-relay.ts) and the
-//            copy's applier deletes them when it meets them in the log.
+//            vote log: ONE row per vote batch (the votes it stored, as two
+//            arrays, and the batch's cast time, which all its votes share),
+//            written in the same transaction as the votes; the relay ships
+//            them (services/shard/outbox-relay.ts) and the copy's applier
+//            deletes a row when it meets the row's first vote, with the
+//            row's cast time, in the log (a batch is appended whole, so
+//            the rest is there too). One row per batch, not per vote: the
+//            primary wrote, indexed and deleted a second row for every vote
+//            (schema version 2 did; version 3 converts such rows).
 //            `xid` (the writing transaction) lets the relay read them in
 //            commit-safe order: ids are handed out before commit, so a
 //            lower id can commit after a higher one
@@ -29,7 +35,7 @@ import pg from 'pg';
 /** The database superuser initdb creates (trust authentication, see pg-server.ts). */
 export const PG_USER = 'dvote';
 export const PG_DATABASE = 'dvote';
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 /** Advisory lock key of the fence ("dvote" in ASCII). */
 export const FENCE_LOCK_KEY = 0x64766f7465;
 
@@ -48,22 +54,51 @@ CREATE TABLE IF NOT EXISTS votes (
   choice   smallint NOT NULL CHECK (choice >= 1),
   cast_at  timestamptz NOT NULL DEFAULT now()
 );
+DO $m$
+BEGIN
+  -- Schema version 2 kept one outbox row per vote: set it aside (converted below).
+  IF EXISTS (SELECT 1 FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'outbox' AND column_name = 'voter_id') THEN
+    ALTER TABLE outbox RENAME TO outbox_per_vote;
+    ALTER INDEX outbox_pkey RENAME TO outbox_per_vote_pkey;
+    ALTER INDEX IF EXISTS outbox_voter RENAME TO outbox_per_vote_voter;
+    ALTER INDEX IF EXISTS outbox_xid RENAME TO outbox_per_vote_xid;
+    ALTER SEQUENCE outbox_id_seq RENAME TO outbox_per_vote_id_seq;
+    ALTER TABLE outbox_per_vote ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+  END IF;
+END
+$m$;
 CREATE TABLE IF NOT EXISTS outbox (
-  id       bigserial PRIMARY KEY,
-  epoch    bigint NOT NULL,
-  voter_id bigint NOT NULL,
-  choice   smallint NOT NULL,
-  cast_at  timestamptz NOT NULL
+  id        bigserial PRIMARY KEY,
+  epoch     bigint NOT NULL,
+  cast_us   bigint NOT NULL,
+  voter_ids bigint[] NOT NULL,
+  choices   smallint[] NOT NULL,
+  xid       xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  CHECK (cardinality(voter_ids) > 0 AND cardinality(voter_ids) = cardinality(choices))
 );
+-- Arrays of a large batch are stored out of line uncompressed: compressing them costs CPU and saves little.
+ALTER TABLE outbox ALTER COLUMN voter_ids SET STORAGE EXTERNAL;
+ALTER TABLE outbox ALTER COLUMN choices SET STORAGE EXTERNAL;
 CREATE TABLE IF NOT EXISTS applied (
   partition   int PRIMARY KEY,
   next_offset bigint NOT NULL CHECK (next_offset >= 0)
 );
 ALTER TABLE applied ADD COLUMN IF NOT EXISTS barrier_epoch bigint NOT NULL DEFAULT 0;
 ALTER TABLE applied ADD COLUMN IF NOT EXISTS barrier_writer bigint NOT NULL DEFAULT 0;
-CREATE INDEX IF NOT EXISTS outbox_voter ON outbox (voter_id);
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX IF NOT EXISTS outbox_cast ON outbox (cast_us);
 CREATE INDEX IF NOT EXISTS outbox_xid ON outbox (xid, id);
+DO $m$
+BEGIN
+  IF to_regclass('outbox_per_vote') IS NOT NULL THEN
+    -- One row per (transaction, cast time): the votes of one batch.
+    INSERT INTO outbox (epoch, cast_us, voter_ids, choices, xid)
+      SELECT epoch, (extract(epoch FROM cast_at) * 1000000)::bigint, array_agg(voter_id ORDER BY id), array_agg(choice ORDER BY id), xid
+      FROM outbox_per_vote GROUP BY xid, epoch, cast_at ORDER BY xid, min(id);
+    DROP TABLE outbox_per_vote;
+  END IF;
+END
+$m$;
 CREATE TABLE IF NOT EXISTS meta (
   key   text PRIMARY KEY,
   value text NOT NULL

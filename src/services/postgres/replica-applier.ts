@@ -8,8 +8,10 @@
 //
 //   UPDATE applied ... WHERE next_offset = <where we started>  (the guard)
 //   INSERT INTO votes ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING
-//   DELETE FROM outbox WHERE voter_id = ANY(...)   (the primary's outbox rows
-//                                                   of votes now in the log)
+//   DELETE FROM outbox WHERE (voter_ids[1], cast_us) IN (...)
+//                              (the primary's outbox rows of batches now in
+//                               the log: a batch is appended whole, so its
+//                               first vote with its cast time stands for it)
 //   pg_notify('dvote_applied', <new next offset>)  (sync mode listens)
 //
 // They are separate statements on purpose: on the primary, the INSERT may
@@ -163,15 +165,18 @@ export class ReplicaApplier {
     ];
     if (plan.votes.length > 0) {
       const ids = ints(plan.votes.map((v) => v.voterId));
+      const casts = ints(plan.votes.map((v) => v.castAtUs));
       parts.push(
         `INSERT INTO votes (voter_id, choice, cast_at)
          SELECT v.voter_id, v.choice, (timestamptz 'epoch' + v.us * interval '1 microsecond')
-         FROM unnest(${ids}::bigint[], ${ints(plan.votes.map((v) => v.choice))}::smallint[], ${ints(plan.votes.map((v) => v.castAtUs))}::bigint[])
+         FROM unnest(${ids}::bigint[], ${ints(plan.votes.map((v) => v.choice))}::smallint[], ${casts}::bigint[])
               WITH ORDINALITY AS v(voter_id, choice, us, ord)
          WHERE ${guard}
          ORDER BY v.ord
          ON CONFLICT (voter_id) DO NOTHING`,
-        `DELETE FROM outbox WHERE voter_id = ANY(${ids}::bigint[]) AND ${guard}`,
+        `DELETE FROM outbox WHERE cast_us = ANY(${ints([...new Set(plan.votes.map((v) => v.castAtUs))])}::bigint[])
+           AND (voter_ids[1], cast_us) IN (SELECT * FROM unnest(${ids}::bigint[], ${casts}::bigint[]))
+           AND ${guard}`,
       );
     }
     parts.push(`SELECT ${guard} AS advanced, pg_notify('${APPLIED_CHANNEL}', '${to}')`, 'COMMIT');

@@ -1,7 +1,8 @@
 // The outbox relay: ships outbox rows of the current primary (votes committed
-// there, see vote-store.ts) to the vote log. Exactly one party deletes outbox
-// rows: the primary's own applier, when it meets those voters in the log
-// (postgres/replica-applier.ts). The relay only reads, and keeps an
+// there, one row per batch, see vote-store.ts) to the vote log, each row's
+// votes whole within one append and with the row's cast time. Exactly one
+// party deletes outbox rows: the primary's own applier, when it meets a row's
+// first vote with that cast time in the log (postgres/replica-applier.ts). The relay only reads, and keeps an
 // in-memory cursor so that it does not send a row twice; a new attachment
 // (service restart, failover) starts from the beginning again, which is
 // harmless: a vote shipped twice is the same first vote of its voter.
@@ -13,7 +14,8 @@
 // flight a lower id often commits after a higher one.
 //
 //   continuous (async mode): everything above the cursor, as soon as it is
-//     committed (the commit path kicks the relay), in batches of up to 2,000;
+//     committed (the commit path kicks the relay), about 2,000 votes per
+//     append (whole rows: one row alone may hold more);
 //     what is in the outbox and not yet shipped is the "votes at risk".
 //   leftovers (log and sync modes): the vote path appends every vote itself;
 //     rows can only stay behind when an append's outcome stayed unknown for
@@ -34,9 +36,9 @@ export type RelayMode = 'continuous' | 'leftovers';
 interface OutboxRow {
   id: number;
   xid_text: string;
-  voter_id: number;
-  choice: number;
   cast_us: number;
+  voter_ids: number[];
+  choices: number[];
 }
 
 interface Cursor {
@@ -54,7 +56,10 @@ export interface RelayAttachment {
   barrier: () => Promise<void>;
 }
 
-const BATCH_ROWS = 2_000;
+/** Votes per relay append (whole outbox rows; a row with more goes alone). */
+const APPEND_VOTES = 2_000;
+/** Outbox rows read per round. */
+const READ_ROWS = 64;
 const LEFTOVER_ROUND_MS = 2_000;
 const COUNT_EVERY_MS = 1_000;
 
@@ -62,16 +67,16 @@ export class OutboxRelay {
   private att: RelayAttachment | null = null;
   private cursor: Cursor = START;
   private wake: (() => void) | null = null;
-  /** Rows in the outbox when this attachment started (none shipped yet then). */
+  /** Votes in the outbox when this attachment started (none shipped yet then). */
   private backlogAtAttach = 0;
-  /** Votes committed on the primary with an outbox row during this attachment. */
+  /** Votes committed on the primary (in outbox rows) during this attachment. */
   private accepted = 0;
-  /** Rows shipped during this attachment. */
+  /** Votes shipped during this attachment. */
   private shipped = 0;
   shippedTotal = 0;
   /** Sequence numbers of relay appends (the producer id changes with every attachment). */
   private relaySeq = 0;
-  /** Rows in the outbox at the last count (null: not counted yet). */
+  /** Votes in the outbox at the last count (null: not counted yet). */
   outboxRows: number | null = null;
   lastError: string | null = null;
 
@@ -94,7 +99,7 @@ export class OutboxRelay {
     return { backlogAtAttach: this.backlogAtAttach, accepted: this.accepted, shipped: this.shipped };
   }
 
-  /** The commit path stored `n` new votes (each with an outbox row). */
+  /** The commit path stored `n` new votes (in the outbox too). */
   noteAccepted(n: number): void {
     if (n <= 0) return;
     this.accepted += n;
@@ -132,7 +137,7 @@ export class OutboxRelay {
   }
 
   private async count(att: RelayAttachment): Promise<number> {
-    const r = await att.pool.query<{ n: number }>('SELECT count(*)::bigint AS n FROM outbox');
+    const r = await att.pool.query<{ n: number }>('SELECT coalesce(sum(cardinality(voter_ids)), 0)::bigint AS n FROM outbox');
     this.outboxRows = r.rows[0]?.n ?? 0;
     return this.outboxRows;
   }
@@ -143,8 +148,7 @@ export class OutboxRelay {
     for (;;) {
       if (att.signal.aborted) return;
       try {
-        const n = await this.shipRound(att, null);
-        if (n < BATCH_ROWS) return;
+        if (!(await this.shipRound(att, null)).more) return;
       } catch (e) {
         if (att.signal.aborted) return;
         this.lastError = (e as Error).message;
@@ -168,13 +172,13 @@ export class OutboxRelay {
           await this.count(att);
         }
         if (this.mode === 'continuous') {
-          const n = await this.shipRound(att, null);
-          if (n === 0) await this.idle(att, 100);
+          const r = await this.shipRound(att, null);
+          if (r.votes === 0) await this.idle(att, 100);
         } else {
           // Ship only rows of transactions that had ended a round ago: fresher
           // ones are normally deleted by the primary's applier within
           // milliseconds of their commit.
-          if (leftoverLimit !== null) while ((await this.shipRound(att, leftoverLimit)) === BATCH_ROWS);
+          if (leftoverLimit !== null) while ((await this.shipRound(att, leftoverLimit)).more);
           const r = await att.pool.query<{ x: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x');
           leftoverLimit = r.rows[0]?.x ?? null;
           await sleep(LEFTOVER_ROUND_MS, att.signal);
@@ -203,32 +207,45 @@ export class OutboxRelay {
     });
   }
 
-  /** Ship one batch of committed rows above the cursor (of transactions older than `xidBelow` when given); returns how many. */
-  private async shipRound(att: RelayAttachment, xidBelow: string | null): Promise<number> {
+  /**
+   * Ship committed rows above the cursor (of transactions older than
+   * `xidBelow` when given), about APPEND_VOTES votes in one append; `more`:
+   * rows above the new cursor may be waiting.
+   */
+  private async shipRound(att: RelayAttachment, xidBelow: string | null): Promise<{ votes: number; more: boolean }> {
     const r = await untilAborted(
       att.pool.query<OutboxRow>(
         // (the output column is named xid_text: ORDER BY xid would sort by an output column named xid, as text)
-        `SELECT id, xid::text AS xid_text, voter_id, choice, (extract(epoch FROM cast_at) * 1000000)::bigint AS cast_us
+        `SELECT id, xid::text AS xid_text, cast_us, voter_ids, choices
          FROM outbox
          WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) AND (xid, id) > ($1::xid8, $2::bigint)
                ${xidBelow !== null ? 'AND xid < $4::xid8' : ''}
          ORDER BY xid, id LIMIT $3`,
-        xidBelow !== null ? [this.cursor.xid, this.cursor.id, BATCH_ROWS, xidBelow] : [this.cursor.xid, this.cursor.id, BATCH_ROWS],
+        xidBelow !== null ? [this.cursor.xid, this.cursor.id, READ_ROWS, xidBelow] : [this.cursor.xid, this.cursor.id, READ_ROWS],
       ),
       att.signal,
     );
-    const rows = r.rows;
-    if (rows.length === 0) return 0;
-    const values = rows.map((row) =>
-      encodeVote({ voterId: row.voter_id, choice: row.choice, castAtUs: row.cast_us, epoch: att.epoch, writer: this.writer.writer }),
-    );
+    const rows: OutboxRow[] = [];
+    let votes = 0;
+    for (const row of r.rows) {
+      if (rows.length > 0 && votes + row.voter_ids.length > APPEND_VOTES) break;
+      rows.push(row);
+      votes += row.voter_ids.length;
+    }
+    if (rows.length === 0) return { votes: 0, more: false };
+    const values: Uint8Array[] = [];
+    for (const row of rows) {
+      row.voter_ids.forEach((voterId, k) =>
+        values.push(encodeVote({ voterId, choice: Number(row.choices[k]), castAtUs: row.cast_us, epoch: att.epoch, writer: this.writer.writer })),
+      );
+    }
     const lastRow = rows[rows.length - 1]!;
     await this.writer.append(values, this.writer.producer('r'), this.relaySeq++, { signal: att.signal, deadline: Infinity });
     if (this.att === att) {
       this.cursor = { xid: lastRow.xid_text, id: lastRow.id };
-      this.shipped += rows.length;
+      this.shipped += votes;
     }
-    this.shippedTotal += rows.length;
-    return rows.length;
+    this.shippedTotal += votes;
+    return { votes, more: rows.length < r.rows.length || r.rows.length === READ_ROWS };
   }
 }

@@ -3,7 +3,8 @@
 // A batch is ONE statement (one round trip, one transaction, one WAL flush):
 // the votes go in as two arrays; the fence is checked once (an InitPlan that
 // holds the fence's shared lock until commit); new votes are inserted with
-// ON CONFLICT DO NOTHING and, in the same transaction, copied to the outbox;
+// ON CONFLICT DO NOTHING and, in the same transaction, the ones inserted go
+// to the outbox as one row for the batch (none when nothing was inserted);
 // the reply names, per vote, whether it was inserted and the choice stored
 // for that voter (the first vote, for a duplicate).
 //
@@ -41,8 +42,8 @@ WITH v AS (
 )${
   withOutbox
     ? `, ob AS (
-  INSERT INTO outbox (epoch, voter_id, choice, cast_at)
-  SELECT $1::bigint, voter_id, choice, cast_at FROM ins
+  INSERT INTO outbox (epoch, cast_us, voter_ids, choices)
+  SELECT $1::bigint, $4::bigint, array_agg(voter_id), array_agg(choice) FROM ins HAVING count(*) > 0
 )`
     : ''
 }
