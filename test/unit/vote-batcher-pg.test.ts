@@ -95,6 +95,39 @@ describe('VoteStore on PostgreSQL', () => {
     await expect(store.commitBatch(pool, 3, [{ voterId: 5, choice: 1 }, { voterId: 5, choice: 2 }])).rejects.toThrow(/voter twice/);
   });
 
+  it('votes the applier commits while the batch waits on them are read again, in one statement: its own vote accepted, another choice a duplicate', async () => {
+    const castAtUs = 1_700_000_000_000_777;
+    const ts = `timestamptz 'epoch' + ${castAtUs}::bigint * interval '1 microsecond'`;
+    // the primary's applier, inserting two of the batch's voters from the log: 700 as this batch's own vote, 701 with another choice
+    const applier = await pool.connect();
+    await applier.query('BEGIN');
+    await applier.query(`INSERT INTO votes (voter_id, choice, cast_at) VALUES (700, 2, ${ts}), (701, 3, ${ts})`);
+    const before = store.rechecked;
+    const batch = store.commitBatch(
+      pool,
+      3,
+      [
+        { voterId: 700, choice: 2 },
+        { voterId: 701, choice: 1 },
+        { voterId: 702, choice: 1 },
+      ],
+      castAtUs,
+    );
+    // the batch's snapshot is taken; it now waits on the uncommitted rows
+    await new Promise((r) => setTimeout(r, 300));
+    await applier.query('COMMIT');
+    applier.release();
+    const out = await batch;
+    expect(out.map((o) => [o.voterId, o.status, o.choice])).toEqual([
+      [700, 'accepted', 2],
+      [701, 'duplicate', 3],
+      [702, 'accepted', 1],
+    ]);
+    expect(store.rechecked - before).toBe(2);
+    const ob = await pool.query('SELECT voter_ids FROM outbox WHERE cast_us = $1', [castAtUs]);
+    expect(ob.rows).toEqual([{ voter_ids: [702] }]);
+  });
+
   it('without an outbox (no vote log) only votes are written', async () => {
     const plain = new VoteStore({ outbox: false });
     const before = (await pool.query('SELECT count(*)::int AS n FROM outbox')).rows[0].n as number;

@@ -44,7 +44,7 @@ export interface ReplicationInfo {
   waitingFor?: string;
   /** async: votes committed on the primary and not yet in the vote log. */
   atRisk: number;
-  /** Rows in the primary's outbox at the last count. */
+  /** Votes in the primary's outbox at the last count (one row per batch holds them). */
   outbox: number | null;
   log?: { writer: string; appended: number; lastError: string | null };
   replicas?: { node: string; available: boolean; nextOffset: number | null; error?: string }[];

@@ -19,6 +19,7 @@ export class ShardMetrics {
     stats: () => BatcherStats,
     epoch: () => number,
     replication: () => { atRisk: number; outbox: number | null; ready: boolean } = () => ({ atRisk: 0, outbox: null, ready: false }),
+    rechecked: () => number = () => 0,
   ) {
     const r = this.registry;
     r.setDefaultLabels({ node, role: 'shard', shard: String(shard) });
@@ -73,7 +74,16 @@ export class ShardMetrics {
     gauge('dvote_vote_batches_in_flight', 'Batches being committed', () => stats().inFlight);
     gauge('dvote_shard_epoch', 'Epoch of the primary this service writes to', epoch);
     gauge('dvote_votes_at_risk', 'async mode: votes acknowledged on the primary and not yet in the vote log (lost if the primary\'s disk is)', () => replication().atRisk);
-    gauge('dvote_outbox_rows', 'Rows in the primary\'s outbox at the last count', () => replication().outbox ?? 0);
+    gauge('dvote_outbox_rows', 'Votes in the primary\'s outbox at the last count (the outbox keeps one row per batch)', () => replication().outbox ?? 0);
+    new Counter({
+      name: 'dvote_vote_rechecked_total',
+      help: 'Votes read again after their batch: a row committed after the batch\'s snapshot (the primary\'s applier, from the log) conflicted',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(rechecked());
+      },
+    });
     gauge('dvote_replication_ready', '1 while the replication path is attached to the primary and takes votes', () => (replication().ready ? 1 : 0));
     this.atRiskAtFailovers = new Counter({
       name: 'dvote_votes_at_risk_at_failover_total',

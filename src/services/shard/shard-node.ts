@@ -106,6 +106,7 @@ export class ShardNode {
         const d = this.path?.describe();
         return { atRisk: d?.atRisk ?? 0, outbox: d?.outbox ?? null, ready: d?.ready ?? false };
       },
+      () => this.store?.rechecked ?? 0,
     );
     this.batcher.onBatch = (size, ms) => {
       this.metrics.batchSize.observe(size);

@@ -80,9 +80,14 @@ export function isFenceError(e: unknown): boolean {
 
 export class VoteStore {
   private readonly batchSql: string;
+  /** Name of the prepared statement (parsed and planned once per connection). */
+  private readonly batchName: string;
+  /** Votes read again because a row committed after the batch's snapshot conflicted (see commitBatch). */
+  rechecked = 0;
 
   constructor(opts: { outbox: boolean }) {
     this.batchSql = BATCH_SQL(opts.outbox);
+    this.batchName = opts.outbox ? 'dvote-vote-batch-outbox' : 'dvote-vote-batch';
   }
 
   /** Commit votes (no voter twice) on a primary at `epoch`, cast at `castAtUs` (microseconds since 1970; default: now). */
@@ -91,7 +96,7 @@ export class VoteStore {
     if (new Set(ids).size !== ids.length) throw new Error('a batch must not hold a voter twice (same-voter votes are serialized)');
     let rows: BatchRow[];
     try {
-      const r = await db.query<BatchRow>({ text: this.batchSql, values: [epoch, ids, votes.map((v) => v.choice), castAtUs] });
+      const r = await db.query<BatchRow>({ name: this.batchName, text: this.batchSql, values: [epoch, ids, votes.map((v) => v.choice), castAtUs] });
       rows = r.rows;
     } catch (e) {
       if (isFenceError(e)) throw new FencedError((e as Error).message, (e as { code: string }).code);
@@ -112,15 +117,24 @@ export class VoteStore {
     });
     // A conflict with a row committed after this statement's snapshot (the
     // primary's applier inserting this very vote from the log, or another
-    // writer) is read again, fresh.
-    for (const i of missing) {
-      const r = await db.query<{ choice: number; cast_at: Date; mine: boolean }>(
-        `SELECT choice, cast_at, (cast_at = ${fromMicros('$2')} AND choice = $3) AS mine FROM votes WHERE voter_id = $1`,
-        [votes[i]!.voterId, castAtUs, votes[i]!.choice],
-      );
-      const first = r.rows[0];
-      if (!first) throw new Error(`voter ${votes[i]!.voterId} conflicted but has no stored vote`);
-      out[i] = { ...out[i]!, status: first.mine ? 'accepted' : 'duplicate', choice: first.choice, castAt: first.cast_at.toISOString() };
+    // writer) is read again, fresh: all of the batch's such votes in one
+    // statement (the log is often faster than the primary's commit, so under
+    // load a batch can have hundreds of them).
+    if (missing.length > 0) {
+      this.rechecked += missing.length;
+      const r = await db.query<{ voter_id: number; choice: number; cast_at: Date; cast_us: number }>({
+        name: 'dvote-vote-recheck',
+        text: 'SELECT voter_id, choice, cast_at, (extract(epoch FROM cast_at) * 1000000)::bigint AS cast_us FROM votes WHERE voter_id = ANY($1::bigint[])',
+        values: [missing.map((i) => votes[i]!.voterId)],
+      });
+      const stored = new Map(r.rows.map((row) => [row.voter_id, row]));
+      for (const i of missing) {
+        const first = stored.get(votes[i]!.voterId);
+        if (!first) throw new Error(`voter ${votes[i]!.voterId} conflicted but has no stored vote`);
+        // this very vote (stored by the applier from the log): same choice, this batch's exact cast time
+        const mine = first.choice === votes[i]!.choice && first.cast_us === castAtUs;
+        out[i] = { ...out[i]!, status: mine ? 'accepted' : 'duplicate', choice: first.choice, castAt: first.cast_at.toISOString() };
+      }
     }
     return out;
   }
