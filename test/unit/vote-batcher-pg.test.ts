@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setFence } from '../../src/services/postgres/pg-schema.js';
 import { VoteBatcher, type VoteOutcome } from '../../src/services/shard/vote-batcher.js';
-import { castAtNow, FencedError, tallyOf, VoteStore } from '../../src/services/shard/vote-store.js';
+import { BATCH_SQL, castAtNow, FencedError, tallyOf, VoteStore } from '../../src/services/shard/vote-store.js';
 import { startTempPostgres, type TempPostgres } from '../utils/temp-postgres.js';
 
 let db: TempPostgres;
@@ -126,6 +126,46 @@ describe('VoteStore on PostgreSQL', () => {
     expect(store.rechecked - before).toBe(2);
     const ob = await pool.query('SELECT voter_ids FROM outbox WHERE cast_us = $1', [castAtUs]);
     expect(ob.rows).toEqual([{ voter_ids: [702] }]);
+  });
+
+  it('planned per execution, the batch probes the primary key after the table grew from empty with no ANALYZE between; a cached generic plan would scan it', async () => {
+    await fence('primary', 3);
+    const c = await pool.connect();
+    try {
+      await c.query('ALTER TABLE votes SET (autovacuum_enabled = false)');
+      await c.query('CREATE TEMP TABLE small_copy AS SELECT * FROM votes');
+      await c.query('TRUNCATE votes, outbox');
+      await c.query('ANALYZE votes');
+      await c.query('SET plan_cache_mode = force_generic_plan');
+      await c.query(`PREPARE batch(bigint, bigint[], smallint[], bigint) AS ${BATCH_SQL(true)}`);
+      // the plan is made and cached now, with the table empty
+      await c.query('BEGIN');
+      await c.query('EXECUTE batch(3, ARRAY[1]::bigint[], ARRAY[1]::smallint[], 1)');
+      await c.query('ROLLBACK');
+      await c.query(`INSERT INTO votes (voter_id, choice) SELECT g, 1 + g % 3 FROM generate_series(1, 50000) g`);
+      const explain = async (n: number) => {
+        const ids = Array.from({ length: n }, (_, i) => 60_001 + i);
+        const r = await c.query(`EXPLAIN EXECUTE batch(3, ARRAY[${ids.join(',')}]::bigint[], array_fill(1::smallint, ARRAY[${n}]), 1)`);
+        return r.rows.map((x) => x['QUERY PLAN'] as string).join('\n');
+      };
+      // the trap: the cached generic plan made on the empty table
+      expect(await explain(2)).toMatch(/Seq Scan on votes/);
+      // what the shard service's connections do (primary-connection.ts)
+      await c.query('SET plan_cache_mode = force_custom_plan');
+      for (const n of [2, 100, 1000]) {
+        const plan = await explain(n);
+        expect(plan, `batch of ${n}`).not.toMatch(/Seq Scan on votes/);
+        expect(plan, `batch of ${n}`).toMatch(/Index Scan using votes_pkey on votes o/);
+      }
+    } finally {
+      await c.query('DEALLOCATE batch').catch(() => undefined);
+      await c.query('RESET plan_cache_mode').catch(() => undefined);
+      await c.query('TRUNCATE votes, outbox').catch(() => undefined);
+      await c.query('INSERT INTO votes SELECT * FROM small_copy').catch(() => undefined);
+      await c.query('DROP TABLE IF EXISTS small_copy').catch(() => undefined);
+      await c.query('ALTER TABLE votes RESET (autovacuum_enabled)').catch(() => undefined);
+      c.release();
+    }
   });
 
   it('without an outbox (no vote log) only votes are written', async () => {

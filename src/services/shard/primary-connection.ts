@@ -63,6 +63,11 @@ export class PrimaryConnection {
     }
     const pool = new pg.Pool({
       ...pgConnection(address, this.applicationName),
+      // The vote batch is a prepared statement (parsed once per connection);
+      // plan it for each execution, with the table's size then: a cached
+      // generic plan made while the table was empty stays while it grows
+      // (vote-store.ts).
+      options: '-c plan_cache_mode=force_custom_plan',
       max: this.poolSize,
       idleTimeoutMillis: 0,
       connectionTimeoutMillis: 2_000,
