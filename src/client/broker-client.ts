@@ -20,7 +20,7 @@
 //   fetch replies; no JSON per message.
 import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'undici';
-import { ManagerClient, ManagerRequestError } from './manager-client.js';
+import { CONNECT_TIMEOUT_MS, ManagerClient, ManagerRequestError } from './manager-client.js';
 import { decodeFrames, encodeFrames } from '../services/broker/message-frames.js';
 
 export interface PartitionInfo {
@@ -159,7 +159,7 @@ export class BrokerClient {
     this.endpointOverride = Object.fromEntries(Object.entries(opts.brokerEndpoints ?? {}).map(([k, v]) => [k, v.replace(/^https?:\/\//, '').replace(/\/$/, '')]));
     this.timeoutMs = opts.timeoutMs ?? 15_000;
     this.managers = new ManagerClient({ endpoints: opts.managers, timeoutMs: this.timeoutMs, attemptTimeoutMs: 3_000, connections: 4 });
-    this.agent = new Agent({ connections: opts.connections ?? 16, keepAliveTimeout: 30_000, pipelining: 1 });
+    this.agent = new Agent({ connections: opts.connections ?? 16, keepAliveTimeout: 30_000, pipelining: 1, connect: { timeout: CONNECT_TIMEOUT_MS } });
     this.appendsInFlight = opts.appendsInFlight ?? 4;
   }
 
