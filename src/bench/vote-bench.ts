@@ -7,7 +7,7 @@ import { VoteClient, type VoteResult } from '../client/vote-client.js';
 import { ShardRouter } from '../core/shard-map.js';
 import type { ShardRecord } from '../core/shard-records.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { pgConnection } from '../services/postgres/pg-schema.js';
+import { OUTBOX_VOTES_SQL, pgConnection } from '../services/postgres/pg-schema.js';
 import { runChaos, type FaultEvent, type FaultKind } from './chaos.js';
 import type { LatencySummary } from './histogram.js';
 import { runLoad, type LoadMode, type OpOutcome, type TimelinePoint } from './load-generator.js';
@@ -364,7 +364,7 @@ async function votesAtRisk(records: ShardRecord[], byName: Map<string, { pgAddre
     const c = new pg.Client({ ...pgConnection(n.pgAddress, 'dvote-bench'), connectionTimeoutMillis: 5_000 });
     try {
       await c.connect();
-      const q = await c.query<{ n: string }>('SELECT coalesce(sum(cardinality(voter_ids)), 0)::text AS n FROM outbox');
+      const q = await c.query<{ n: number | string }>(OUTBOX_VOTES_SQL);
       total += Number(q.rows[0]!.n);
     } catch {
       return null;

@@ -103,7 +103,7 @@ describe('OutboxRelay (continuous)', () => {
     expect(new Set(appended.flat().map((e) => e.voterId)).size).toBe(4510);
     expect(relay.counters()).toMatchObject({ backlogAtAttach: 4510, shipped: 4510 });
     expect(relay.atRisk()).toBe(0);
-    expect(relay.outboxRows).toBe(4510);
+    expect(relay.outboxVotes).toBe(4510);
   }, 60_000);
 });
 

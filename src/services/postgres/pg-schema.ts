@@ -39,6 +39,9 @@ export const SCHEMA_VERSION = 3;
 /** Advisory lock key of the fence ("dvote" in ASCII). */
 export const FENCE_LOCK_KEY = 0x64766f7465;
 
+/** SQL: the votes in a copy's outbox (column n, bigint): the outbox keeps one row per batch. */
+export const OUTBOX_VOTES_SQL = 'SELECT coalesce(sum(cardinality(voter_ids)), 0)::bigint AS n FROM outbox';
+
 /** The channel a copy's applier notifies with its next offset at every commit (LISTEN for sync mode). */
 export const APPLIED_CHANNEL = 'dvote_applied';
 

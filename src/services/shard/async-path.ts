@@ -80,7 +80,7 @@ export class AsyncPath extends AttachedPath {
       ready: this.ready,
       ...(this.ready ? {} : { waitingFor: this.waitingFor }),
       atRisk: this.relay.atRisk(),
-      outbox: this.relay.outboxRows,
+      outbox: this.relay.outboxVotes,
       log: { writer: this.writer.writer.toString(16), appended: this.writer.appended, lastError: this.relay.lastError ?? this.writer.lastError },
     };
   }

@@ -222,7 +222,7 @@ export class LogPath extends AttachedPath {
       ...(this.ready ? {} : { waitingFor: this.waitingFor }),
       ...(this.settling ? { note: this.settling } : {}),
       atRisk: 0,
-      outbox: this.relay.outboxRows,
+      outbox: this.relay.outboxVotes,
       log: { writer: this.writer.writer.toString(16), appended: this.writer.appended, lastError: this.writer.lastError },
       ...(this.progress ? { replicas: this.progress.view() } : {}),
     };

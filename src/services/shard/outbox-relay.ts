@@ -2,8 +2,8 @@
 // there, one row per batch, see vote-store.ts) to the vote log, each row's
 // votes whole within one append and with the row's cast time. Exactly one
 // party deletes outbox rows: the primary's own applier, when it meets a row's
-// first vote with that cast time in the log (postgres/replica-applier.ts). The relay only reads, and keeps an
-// in-memory cursor so that it does not send a row twice; a new attachment
+// first vote with that cast time in the log (postgres/replica-applier.ts).
+// The relay only reads, and keeps an in-memory cursor so that it does not send a row twice; a new attachment
 // (service restart, failover) starts from the beginning again, which is
 // harmless: a vote shipped twice is the same first vote of its voter.
 //
@@ -27,6 +27,7 @@
 // Every shipped entry carries the attachment's (epoch, writer), so it counts
 // under the barrier the service appended for that attachment.
 import type pg from 'pg';
+import { OUTBOX_VOTES_SQL } from '../postgres/pg-schema.js';
 import type { Logger } from '../common/logger.js';
 import { encodeVote } from './vote-log-codec.js';
 import { sleep, untilAborted, type VoteLogWriter } from './vote-log.js';
@@ -77,7 +78,7 @@ export class OutboxRelay {
   /** Sequence numbers of relay appends (the producer id changes with every attachment). */
   private relaySeq = 0;
   /** Votes in the outbox at the last count (null: not counted yet). */
-  outboxRows: number | null = null;
+  outboxVotes: number | null = null;
   lastError: string | null = null;
 
   constructor(
@@ -137,9 +138,9 @@ export class OutboxRelay {
   }
 
   private async count(att: RelayAttachment): Promise<number> {
-    const r = await att.pool.query<{ n: number }>('SELECT coalesce(sum(cardinality(voter_ids)), 0)::bigint AS n FROM outbox');
-    this.outboxRows = r.rows[0]?.n ?? 0;
-    return this.outboxRows;
+    const r = await att.pool.query<{ n: number }>(OUTBOX_VOTES_SQL);
+    this.outboxVotes = r.rows[0]?.n ?? 0;
+    return this.outboxVotes;
   }
 
   /** Ship every row above the cursor now (retrying until it is done or the attachment ends). */
