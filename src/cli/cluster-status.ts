@@ -3,6 +3,7 @@
 import { request } from 'undici';
 import type { ShardRecord } from '../core/shard-records.js';
 import type { ObservedNode, Runtime } from '../runtime/runtime.js';
+import { sleep } from '../runtime/wait.js';
 
 export interface StatusNode {
   name: string;
@@ -293,3 +294,27 @@ export async function collectStatus(runtime: Runtime, cluster: string): Promise<
     checkedAt: new Date().toISOString(),
   };
 }
+
+/**
+ * The status after `up` or `scale` has acted: a Raft election started by the
+ * new nodes' start-up (a partition or the managers briefly leaderless) is not
+ * a verdict, so poll until the cluster reports healthy or `settleMs` passes.
+ * A node that is not running (or is cut off) will not heal by waiting, so
+ * that ends the wait at once. Returns the last status seen.
+ */
+export async function settleStatus(
+  collect: () => Promise<StatusDoc>,
+  opts: { settleMs: number; intervalMs?: number; signal?: AbortSignal; onPending?: (reason: string) => void },
+): Promise<StatusDoc> {
+  const deadline = performance.now() + opts.settleMs;
+  for (;;) {
+    const status = await collect();
+    if (status.healthy || performance.now() >= deadline || opts.signal?.aborted) return status;
+    if (status.nodes.some((n) => n.runtimeState !== 'running' || n.disconnected)) return status;
+    opts.onPending?.(status.problems[0] ?? 'not healthy yet');
+    await sleep(Math.min(opts.intervalMs ?? 200, Math.max(0, deadline - performance.now())), opts.signal);
+  }
+}
+
+/** How long `up` and `scale` wait for a freshly changed cluster to report healthy before they exit 1. */
+export const SETTLE_MS = 15_000;

@@ -6,7 +6,7 @@ import { REPLICATION_MODES, RUNTIMES, type Topology } from '../../core/topology.
 import { selectForUp, type RuntimePreference } from '../../runtime/select.js';
 import { parseDuration } from '../../runtime/wait.js';
 import { ManagerClient } from '../../client/manager-client.js';
-import { collectStatus, type StatusDoc } from '../cluster-status.js';
+import { collectStatus, SETTLE_MS, settleStatus, type StatusDoc } from '../cluster-status.js';
 import { executePlan, managerEndpoints, TOPOLOGY_KEY, type PhaseTiming } from '../converge.js';
 import type { CommandContext } from '../main.js';
 import { intFlag, loadTopology } from '../topology-input.js';
@@ -150,7 +150,12 @@ export async function up(ctx: CommandContext, opts: UpOptions): Promise<UpDoc> {
     await client.close();
   }
 
-  const status = await collectStatus(runtime, cluster);
+  let status = await collectStatus(runtime, cluster);
+  if (!status.healthy) {
+    status = await out.step('waiting for the cluster to settle', (update) =>
+      settleStatus(() => collectStatus(runtime, cluster), { settleMs: Math.min(SETTLE_MS, opts.timeoutMs), signal: ctx.signal, onPending: update }),
+    );
+  }
   const doc: UpDoc = {
     schema: 'dvote.up/v1',
     cluster,
