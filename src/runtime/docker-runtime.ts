@@ -176,6 +176,18 @@ export class DockerRuntime implements Runtime {
     );
   }
 
+  async staleNodes(cluster: string): Promise<string[]> {
+    return this.guard(async () => {
+      const containers = await this.engine.listContainers(clusterFilter(cluster), { all: true });
+      if (containers.length === 0) return [];
+      const image = await this.image({});
+      return containers
+        .filter((c) => c.labels[LABEL.image] !== image && c.labels[LABEL.node])
+        .map((c) => c.labels[LABEL.node]!)
+        .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    });
+  }
+
   /**
    * Undoes an injected fault (for `kill --restart-after`) with no spec at
    * hand: the container holds it. A killed or stopped node is started with

@@ -38,6 +38,8 @@ export interface StoredNode {
   configHash: string;
   /** Absolute path of the node program bundle (dist/services/node-main.js). */
   program: string;
+  /** Fingerprint of the program's contents when the node was last started (absent: started by a dvote before this field). */
+  programStamp?: string;
   /** The node binary that runs it. */
   nodeBinary: string;
   /** Environment the runtime adds (DVOTE_PG_BIN); not part of the config hash. */

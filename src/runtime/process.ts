@@ -18,7 +18,7 @@
 // volumes the same way).
 import { spawn, execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
@@ -76,6 +76,7 @@ export class ProcessRuntime implements Runtime {
   /** Absolute path of the node program bundle (it is the supervisor too). */
   readonly nodeProgram: string;
   private pgBin: string | null | undefined;
+  private stamp: { key: string; hash: string } | undefined;
 
   constructor(opts: ProcessRuntimeOptions = {}) {
     const fromEnv = process.env.DVOTE_STATE_DIR;
@@ -100,6 +101,32 @@ export class ProcessRuntime implements Runtime {
   postgresBinDir(): string | null {
     if (this.pgBin === undefined) this.pgBin = findPostgresBinDir(this.packageRoot);
     return this.pgBin;
+  }
+
+  /**
+   * A fingerprint of the node program's contents, recorded in a node's
+   * spec file each time it is started: a node started by another build of
+   * dvote reads as stale. Read again only when the file's size or mtime
+   * changed.
+   */
+  programStamp(): string {
+    let key: string;
+    try {
+      const st = statSync(this.nodeProgram);
+      key = `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return 'missing';
+    }
+    if (this.stamp?.key !== key) this.stamp = { key, hash: createHash('sha256').update(readFileSync(this.nodeProgram)).digest('hex').slice(0, 16) };
+    return this.stamp.hash;
+  }
+
+  async staleNodes(cluster: string): Promise<string[]> {
+    const current = this.programStamp();
+    return this.nodeNames(cluster).filter((name) => {
+      const stored = new NodeDir(this.nodeDir(cluster, name)).readSpec();
+      return stored !== null && stored.programStamp !== current;
+    });
   }
 
   async check(): Promise<RuntimeInfo> {
@@ -388,8 +415,13 @@ export class ProcessRuntime implements Runtime {
     dir.clearMarker('killed');
     dir.clearMarker('paused');
     dir.clearPid('node');
-    const stored = dir.readSpec();
+    let stored = dir.readSpec();
     if (!stored) throw new DvoteError('INTERNAL', `${dir.file(NODE_FILE.spec)} is missing or unreadable`);
+    const programStamp = this.programStamp();
+    if (stored.programStamp !== programStamp) {
+      stored = { ...stored, programStamp };
+      dir.writeSpec(stored);
+    }
     const fd = openSync(dir.logFile, 'a');
     let pid: number | undefined;
     try {

@@ -130,6 +130,12 @@ export interface Runtime {
    * A node whose spec changed (another config) is recreated, keeping its data.
    */
   start(spec: NodeSpec): Promise<ObservedNode>;
+  /**
+   * The cluster's nodes made by another build of dvote (Docker: another
+   * image; process: another node program). `up` does not restart a running
+   * node on its own, so it names them.
+   */
+  staleNodes(cluster: string): Promise<string[]>;
   /** Graceful stop (SIGTERM, then SIGKILL after timeoutMs). */
   stop(cluster: string, name: string, opts?: { timeoutMs?: number }): Promise<void>;
   /** An injected kill: remembered, so crash-restart does not undo it. */

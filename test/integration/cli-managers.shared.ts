@@ -82,6 +82,7 @@ export function managerAcceptanceFlow(
       const r = ok(await dvote([...up3, '--json'], env));
       expect(r.json?.schema).toBe('dvote.up/v1');
       expect(r.json?.runtime).toBe(rt);
+      expect(r.json?.stale).toEqual([]);
       const phases = (r.json?.phases as { name: string; ms: number }[]).map((p) => p.name);
       expect(phases).toEqual(expect.arrayContaining(['runtime', 'prepare', 'start managers']));
     }, 180_000);
@@ -113,6 +114,8 @@ export function managerAcceptanceFlow(
     it('up run again converges without duplicates and restarts the killed member', async () => {
       const r = ok(await dvote([...up3, '--json'], env));
       expect(r.json?.created).toEqual([]);
+      // The same build of dvote made every node: none is named as stale.
+      expect(r.json?.stale).toEqual([]);
       const s = await status(base, env);
       expectOneLeaderAllHealthy(s.doc.nodes, 3);
       expect(s.doc.nodes).toHaveLength(3);

@@ -329,6 +329,12 @@ describe('DockerRuntime on the local engine', () => {
     expect(again.map((n) => n.startedAt)).toEqual(before.map((n) => n.startedAt));
   }, 30_000);
 
+  it('staleNodes names the nodes made from another image than the one this runtime runs', async () => {
+    expect(await runtime.staleNodes(CLUSTER)).toEqual([]);
+    expect(await new DockerRuntime({ image: `${image}-next` }).staleNodes(CLUSTER)).toEqual(MANAGERS);
+    expect(await new DockerRuntime({ image: `${image}-next` }).staleNodes('no-such-cluster')).toEqual([]);
+  }, 30_000);
+
   it('recreates a node whose spec changed, keeping its volume', async () => {
     const target = 'manager-3';
     const before = await node(target);

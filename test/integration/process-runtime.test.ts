@@ -7,10 +7,10 @@
 // test neither depends on nor races with `npm run build` in the checkout.
 import { spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DvoteError } from '../../src/core/errors.js';
@@ -318,6 +318,21 @@ describe('ProcessRuntime with real processes', () => {
     );
     expect(h.value.leader).toBeTruthy();
   }, 40_000);
+
+  it('staleNodes names the nodes started by another node program (by its contents)', async () => {
+    expect(await rt.staleNodes(CLUSTER)).toEqual([]);
+    // Another build: the same program with one more line.
+    const next = join(WORK, 'next', 'node-main.js');
+    mkdirSync(dirname(next), { recursive: true });
+    writeFileSync(next, `${readFileSync(PROGRAM, 'utf8')}\n// next build\n`);
+    const rtNext = new ProcessRuntime({ nodeProgram: next });
+    const names = specs.map((s) => s.name).sort();
+    expect((await rtNext.staleNodes(CLUSTER)).sort()).toEqual(names);
+    // The same contents under a new mtime are the same build.
+    writeFileSync(next, readFileSync(PROGRAM));
+    expect(await rtNext.staleNodes(CLUSTER)).toEqual([]);
+    expect(await rt.staleNodes('no-such-cluster')).toEqual([]);
+  }, 30_000);
 
   it('restarts a crashed node (killed without the marker) and counts the restart', async () => {
     const leader = await waitForLeader(['manager-1', 'manager-2', 'manager-3']);

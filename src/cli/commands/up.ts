@@ -37,6 +37,8 @@ export interface UpDoc {
   phases: PhaseTiming[];
   totalMs: number;
   warnings: string[];
+  /** Nodes left running on another build of dvote (another image or node program). */
+  stale: string[];
   topology: Topology;
   status: StatusDoc;
 }
@@ -156,6 +158,15 @@ export async function up(ctx: CommandContext, opts: UpOptions): Promise<UpDoc> {
       settleStatus(() => collectStatus(runtime, cluster), { settleMs: Math.min(SETTLE_MS, opts.timeoutMs), signal: ctx.signal, onPending: update }),
     );
   }
+  // up never restarts a running node by itself (that would be a failover for
+  // a primary, and a lost quorum if done to every manager at once): it names
+  // the nodes a new build of dvote would replace.
+  const stale = (await runtime.staleNodes(cluster)).filter((n) => !created.includes(n));
+  if (stale.length > 0) {
+    const msg = staleWarning(stale, runtime.kind);
+    warnings.push(msg);
+    out.warn(msg);
+  }
   const doc: UpDoc = {
     schema: 'dvote.up/v1',
     cluster,
@@ -166,6 +177,7 @@ export async function up(ctx: CommandContext, opts: UpOptions): Promise<UpDoc> {
     phases: timings,
     totalMs: Math.round(performance.now() - t0),
     warnings,
+    stale,
     topology,
     status,
   };
@@ -176,6 +188,13 @@ export async function up(ctx: CommandContext, opts: UpOptions): Promise<UpDoc> {
   }
   if (!status.healthy) ctx.setExitCode(1);
   return doc;
+}
+
+/** One line naming the nodes on another build and the way to move them (pure). */
+export function staleWarning(stale: string[], runtime: string): string {
+  const what = runtime === 'docker' ? 'an older dvote image' : 'an older dvote node program';
+  const names = stale.length > 4 ? `${stale.slice(0, 4).join(', ')}, ... (${stale.length} in all)` : stale.join(', ');
+  return `${stale.length === 1 ? `${names} runs` : `${names} run`} ${what} than this dvote; up does not restart running nodes: \`dvote down && dvote up\` restarts them on this build and keeps their data`;
 }
 
 /** Settings that cannot change on a running cluster (counts can: that is scaling). */
