@@ -40,9 +40,16 @@ export function benchAcceptanceFlow(rt: 'docker' | 'process', cluster: string, e
         reject: false,
       });
       expect(piped.exitCode, piped.stderr).toBe(0);
+      // The run is over and verified: the report's vote count of each copy is
+      // the copy's count now (not a sample taken during the run).
+      const tally = await dvote([...base, 'tally', '--json', '--verify'], env);
       const rep = await dvote([...base, 'report', '--json'], env);
       expect(contractProblems(ReportV1, rep.json)).toEqual([]);
       expect(rep.code).toBe((rep.json as { healthy: boolean }).healthy ? 0 : 1);
+      const copies = (tally.json as { shards: { copies: { node: string; total: number }[] }[] }).shards.flatMap((x) => x.copies);
+      expect(copies.length).toBeGreaterThan(0);
+      const reported = new Map((rep.json as { nodes: { name: string; metrics: { votesStored: number | null } }[] }).nodes.map((n) => [n.name, n.metrics.votesStored]));
+      for (const c of copies) expect(reported.get(c.node), c.node).toBe(c.total);
       const st = await dvote([...base, 'status', '--json'], env);
       expect(contractProblems(StatusV1, st.json)).toEqual([]);
     }, 200_000);

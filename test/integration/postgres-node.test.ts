@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countNow } from '../../src/cli/commands/report.js';
 import { createLogger } from '../../src/services/common/logger.js';
 import type { NodeConfig } from '../../src/services/common/node-config.js';
 import { pgOsUser } from '../../src/services/postgres/pg-os-user.js';
@@ -136,6 +137,18 @@ describe('the postgres node program', () => {
     expect(meta).toMatchObject({ node: 'shard-1-pg-1', shard: '1', schema_version: String(SCHEMA_VERSION) });
     const metrics = await request(`http://127.0.0.1:${httpPort}/metrics`);
     expect(await metrics.body.text()).toMatch(/dvote_pg_up\{[^}]*\} 1/);
+    // /health's vote count is a periodic sample; /votes/count (what `dvote
+    // report` shows) counts now: rows written a moment ago are in it.
+    const before = Date.now();
+    await query('INSERT INTO votes (voter_id, choice) VALUES (901, 1), (902, 2), (903, 3)');
+    const counted = await request(`http://127.0.0.1:${httpPort}/votes/count`);
+    const body = (await counted.body.json()) as { votes: number; countedAt: string };
+    expect(body.votes).toBe(3);
+    expect(Date.parse(body.countedAt)).toBeGreaterThanOrEqual(before);
+    expect(await countNow(`http://127.0.0.1:${httpPort}`)).toBe(3);
+    await query('DELETE FROM votes');
+    expect(await countNow(`http://127.0.0.1:${httpPort}`)).toBe(0);
+    expect(await countNow(`http://127.0.0.1:${await freePort()}`)).toBeNull();
     // SIGTERM: PostgreSQL shuts down cleanly and the node exits 0
     n.child.kill('SIGTERM');
     expect(await n.exited).toBe(0);

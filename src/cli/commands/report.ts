@@ -103,9 +103,12 @@ export async function buildReport(
   const first = new Map(await Promise.all(live.map(async (n) => [n.name, await scrape(n.endpoint)] as const)));
   const t0 = performance.now();
   if (windowMs > 0) await sleep(windowMs, signal);
-  const second = new Map(await Promise.all(live.map(async (n) => [n.name, await scrape(n.endpoint)] as const)));
+  const [second, counts] = await Promise.all([
+    Promise.all(live.map(async (n) => [n.name, await scrape(n.endpoint)] as const)).then((x) => new Map(x)),
+    Promise.all(live.filter((n) => n.role === 'postgres').map(async (n) => [n.name, await countNow(n.endpoint)] as const)).then((x) => new Map(x)),
+  ]);
   const secs = (performance.now() - t0) / 1000;
-  const nodes = status.nodes.map((n) => reportNode(n, first.get(n.name) ?? null, second.get(n.name) ?? null, secs));
+  const nodes = status.nodes.map((n) => reportNode(n, first.get(n.name) ?? null, second.get(n.name) ?? null, secs, counts.get(n.name) ?? null));
   const problems = [...status.problems];
   for (const n of nodes) if (n.healthy && n.state !== 'killed' && second.has(n.name) && !second.get(n.name)) problems.push(`${n.name}: /metrics did not answer`);
   return {
@@ -121,7 +124,22 @@ export async function buildReport(
   };
 }
 
-function reportNode(n: StatusNode, a: MetricFamilies | null, b: MetricFamilies | null, secs: number): ReportNode {
+/** A PostgreSQL copy's votes counted as of now (its /health number is a periodic sample); null when it cannot say. */
+export async function countNow(endpoint: string): Promise<number | null> {
+  try {
+    const res = await request(`${endpoint}/votes/count`, { headersTimeout: 5000, bodyTimeout: 5000 });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      return null;
+    }
+    const b = (await res.body.json()) as { votes?: unknown };
+    return typeof b.votes === 'number' ? b.votes : null;
+  } catch {
+    return null;
+  }
+}
+
+function reportNode(n: StatusNode, a: MetricFamilies | null, b: MetricFamilies | null, secs: number, counted: number | null = null): ReportNode {
   const rate = (name: string, where: Record<string, RegExp | string> = {}) => {
     if (!a || !b) return null;
     const x = sumOf(a, name, where);
@@ -147,7 +165,7 @@ function reportNode(n: StatusNode, a: MetricFamilies | null, b: MetricFamilies |
       isLeader: b && b.has('dvote_raft_is_leader') ? (g('dvote_raft_is_leader') ?? 0) > 0 : n.role === 'manager' ? n.state === 'leader' : null,
       leaderChanges: g('dvote_raft_leader_changes'),
       replicationLag: n.lag ?? (typeof health.lag === 'number' ? health.lag : g('dvote_replication_lag')),
-      votesStored: typeof health.votes === 'number' ? health.votes : g('dvote_votes_stored'),
+      votesStored: counted ?? (typeof health.votes === 'number' ? health.votes : g('dvote_votes_stored')),
       requestRate: rate('dvote_http_requests_total'),
       errorRate: rate('dvote_http_requests_total', { status: /^5/ }),
       requestsTotal: g('dvote_http_requests_total'),

@@ -49,6 +49,9 @@ import { parsePostgresSettings, type PostgresSettings } from './postgres-setting
 import { ReplicaApplier } from './replica-applier.js';
 import { decodeEntry } from '../shard/vote-log-codec.js';
 
+/** A copy's votes and applied offset, counted now (bigint as a number: the pool parses int8). */
+const COUNT_SQL = 'SELECT (SELECT count(*) FROM votes)::bigint AS votes, (SELECT next_offset FROM applied WHERE partition = $1) AS next_offset';
+
 /** How stale the last successful probe may be before /health says unhealthy. */
 const PROBE_STALE_MS = 3_000;
 const PROBE_EVERY_MS = 1_000;
@@ -480,10 +483,7 @@ export class PostgresNode {
       const now = Date.now();
       if (now - this.lastCountAt >= this.countEveryMs && this.state !== 'seeding') {
         const t0 = performance.now();
-        const r = await this.pool.query<{ votes: number; next_offset: number | null }>(
-          'SELECT (SELECT count(*) FROM votes)::bigint AS votes, (SELECT next_offset FROM applied WHERE partition = $1) AS next_offset',
-          [this.partition],
-        );
+        const r = await this.pool.query<{ votes: number; next_offset: number | null }>(COUNT_SQL, [this.partition]);
         const ms = performance.now() - t0;
         this.votes = r.rows[0]?.votes ?? 0;
         this.storedOffset = r.rows[0]?.next_offset ?? null;
@@ -589,6 +589,16 @@ export class PostgresNode {
     this.app.get('/metrics', async (_req, reply) => {
       reply.header('content-type', this.registry.contentType);
       return this.registry.metrics();
+    });
+    // The periodic count is a sample (every second or less often, as the
+    // table grows); `dvote report` asks for the number as of now.
+    this.app.get('/votes/count', async (_req, reply) => {
+      if (!this.pool) return reply.code(503).send({ error: `no connection to this copy's PostgreSQL (state ${this.state})` });
+      const r = await this.pool.query<{ votes: number; next_offset: number | null }>(COUNT_SQL, [this.partition]);
+      this.votes = r.rows[0]?.votes ?? 0;
+      this.storedOffset = r.rows[0]?.next_offset ?? null;
+      this.lastCountAt = Date.now();
+      return { votes: this.votes, appliedOffset: this.storedOffset, countedAt: new Date(this.lastCountAt).toISOString() };
     });
   }
 
