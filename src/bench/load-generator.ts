@@ -4,6 +4,7 @@
 // send time, so a stalled server shows up as latency instead of as fewer
 // requests: coordinated omission is not hidden). Bounded by a count and/or a
 // duration, and by an in-flight cap in open loop.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 
 export type LoadMode = { kind: 'closed'; concurrency: number } | { kind: 'open'; rate: number; maxInFlight: number };
@@ -42,6 +43,22 @@ export interface TimelinePoint {
   max: number;
 }
 
+/**
+ * The load generator measuring itself: it shares the machine with the
+ * cluster, and any delay of its own is inside every latency it reports
+ * (an answer read late by a busy generator counts as a slow answer).
+ */
+export interface GeneratorStats {
+  /** CPU the generator's process used over the run, in cores. */
+  cpuCores: number;
+  /** How late its event loop ran (timers sampled every 10 ms): a busy generator reads answers late by about this much. */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  /** Open loop: how late each request started against its intended send time (null in closed loop). */
+  sendLagMs: LatencySummary | null;
+}
+
+const LOOP_RESOLUTION_MS = 10;
+
 export interface LoadResult {
   mode: LoadMode;
   started: number;
@@ -54,6 +71,7 @@ export interface LoadResult {
   elapsedMs: number;
   latency: LatencySummary;
   timeline: TimelinePoint[];
+  generator: GeneratorStats;
 }
 
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
@@ -68,6 +86,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let failed = 0;
   let failedUnits = 0;
   let inFlight = 0;
+  const sendLag = opts.mode.kind === 'open' ? new LatencyHistogram() : null;
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  loopDelay.enable();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const endAt = opts.durationMs !== undefined ? t0 + opts.durationMs : Infinity;
   const total = opts.total ?? Infinity;
@@ -107,6 +129,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   };
 
   const one = async (i: number, intended: number) => {
+    sendLag?.recordMs(performance.now() - intended);
     inFlight++;
     let outcome: OpOutcome;
     try {
@@ -155,8 +178,18 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     }
   } finally {
     clearInterval(ticker);
+    loopDelay.disable();
   }
   flushBucket();
+  const elapsedMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  // The histogram holds the time between two timer runs 10 ms apart: the lateness is what exceeds 10 ms.
+  const ms = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round(ns / 1e3 - LOOP_RESOLUTION_MS * 1e3) / 1e3) : 0);
+  const generator: GeneratorStats = {
+    cpuCores: Math.round(((cpu.user + cpu.system) / 1e3 / Math.max(elapsedMs, 1)) * 100) / 100,
+    eventLoopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
+    sendLagMs: sendLag ? sendLag.summary() : null,
+  };
   return {
     mode: opts.mode,
     started,
@@ -165,8 +198,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     failed,
     failedUnits,
     errorsByKind,
-    elapsedMs: performance.now() - t0,
+    elapsedMs,
     latency: hist.summary(),
     timeline,
+    generator,
   };
 }

@@ -10,7 +10,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { OUTBOX_VOTES_SQL, pgConnection } from '../services/postgres/pg-schema.js';
 import { runChaos, type FaultEvent, type FaultKind } from './chaos.js';
 import type { LatencySummary } from './histogram.js';
-import { runLoad, type LoadMode, type OpOutcome, type TimelinePoint } from './load-generator.js';
+import { runLoad, type GeneratorStats, type LoadMode, type OpOutcome, type TimelinePoint } from './load-generator.js';
 import { verifyVotes, type CopyRef, type VerifyResult } from './verify.js';
 import { Workload } from './workload.js';
 
@@ -72,6 +72,8 @@ export interface BenchDoc {
   warmup: { elapsedMs: number; votes: number; failedRequests: number } | null;
   throughput: { votesPerSec: number; requestsPerSec: number; elapsedMs: number };
   latencyMs: LatencySummary;
+  /** The load generator's own cost and delays over the measured run (it shares the machine, and its delays are inside latencyMs). */
+  generator: GeneratorStats;
   errorsByKind: Record<string, number>;
   timeline: TimelinePoint[];
   faults: FaultEvent[];
@@ -325,6 +327,7 @@ export async function runVoteBench(env: BenchEnv, o: VoteBenchOptions): Promise<
         elapsedMs: Math.round(load.elapsedMs),
       },
       latencyMs: load.latency,
+      generator: load.generator,
       errorsByKind: load.errorsByKind,
       timeline: load.timeline,
       faults,

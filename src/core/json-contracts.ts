@@ -32,6 +32,11 @@ export const BenchV1 = z.object({
   votes: z.object({ acknowledged: z.number().int(), rejected: z.number().int(), failed: z.number().int() }),
   throughput: z.object({ votesPerSec: z.number() }),
   latencyMs: latency,
+  generator: z.object({
+    cpuCores: z.number(),
+    eventLoopDelayMs: z.object({ p50: z.number(), p99: z.number(), max: z.number() }),
+    sendLagMs: latency.nullable(),
+  }),
   faults: z.array(z.object({ kind: z.string(), target: z.string(), at: z.number() }).passthrough()),
   verify: z.object({ ok: z.boolean(), lost: z.number().int(), duplicated: z.number().int(), divergent: z.number().int() }),
 });

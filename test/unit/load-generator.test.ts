@@ -60,4 +60,41 @@ describe('load generator', () => {
     expect(r.failedUnits).toBe(200);
     expect(r.errorsByKind).toEqual({ boom: 2 });
   });
+
+  it('measures itself: a generator whose event loop is held shows it as event-loop delay and as late sends, and its CPU', async () => {
+    // Open loop at 200/s for 600 ms; every 40th request holds the generator's thread for 40 ms.
+    let n = 0;
+    const r = await runLoad({
+      mode: { kind: 'open', rate: 200, maxInFlight: 1000 },
+      durationMs: 600,
+      op: async () => {
+        if (n++ % 40 === 0) {
+          const until = performance.now() + 40;
+          while (performance.now() < until) {
+            // busy: the generator itself is late, not the server
+          }
+        }
+        await new Promise((res) => setTimeout(res, 1));
+        return { ok: true };
+      },
+    });
+    expect(r.generator.eventLoopDelayMs.max).toBeGreaterThanOrEqual(25);
+    expect(r.generator.sendLagMs).not.toBeNull();
+    expect(r.generator.sendLagMs!.max).toBeGreaterThanOrEqual(30);
+    expect(r.generator.sendLagMs!.count).toBe(r.started);
+    expect(r.generator.cpuCores).toBeGreaterThan(0.1);
+
+    // A quiet closed loop: no send lag to speak of (closed loop has none), a small delay.
+    const q = await runLoad({
+      mode: { kind: 'closed', concurrency: 2 },
+      durationMs: 300,
+      op: async () => {
+        await new Promise((res) => setTimeout(res, 5));
+        return { ok: true };
+      },
+    });
+    expect(q.generator.sendLagMs).toBeNull();
+    expect(q.generator.eventLoopDelayMs.p50).toBeLessThan(10);
+    expect(q.generator.cpuCores).toBeLessThan(r.generator.cpuCores);
+  });
 });

@@ -207,6 +207,13 @@ function finish(ctx: CommandContext, doc: BenchDoc | MatrixDoc, o: Record<string
   else ctx.out.print(render());
 }
 
+/** The generator's own share, so that a reader can tell its delays from the cluster's. */
+export function generatorLine(g: BenchDoc['generator']): string {
+  const parts = [`${g.cpuCores} cores`, `event-loop delay p99 ${g.eventLoopDelayMs.p99} ms (max ${g.eventLoopDelayMs.max})`];
+  if (g.sendLagMs) parts.push(`requests sent late by p99 ${g.sendLagMs.p99} ms (max ${g.sendLagMs.max})`);
+  return `load generator (inside the latencies above): ${parts.join(', ')}`;
+}
+
 export function renderBench(d: BenchDoc, out: Output): string {
   const c = out.c;
   const l = d.latencyMs;
@@ -218,6 +225,7 @@ export function renderBench(d: BenchDoc, out: Output): string {
     ...(d.warmup ? [`warm-up: ${(d.warmup.elapsedMs / 1000).toFixed(1)} s, ${d.warmup.votes} votes (verified below, not in the figures that follow)`] : []),
     `throughput: ${c.bold(String(d.throughput.votesPerSec))} votes/s (${d.throughput.requestsPerSec} requests/s over ${(d.throughput.elapsedMs / 1000).toFixed(1)} s)`,
     `latency ms: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}`,
+    generatorLine(d.generator),
   ];
   if (Object.keys(d.errorsByKind).length > 0) {
     lines.push(`errors: ${Object.entries(d.errorsByKind).map(([k, n]) => `${n}x ${k}`).join('; ')}`);
