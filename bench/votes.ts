@@ -45,13 +45,17 @@ interface BenchJson {
   votes: { acknowledged: number; rejected: number; failed: number };
   verify: { ok: boolean; lost: number; duplicated: number; divergent: number };
   faults: { kind: string; target: string; recoveryMs: number | null }[];
+  generator?: { cpuCores: number; eventLoopDelayMs: { p99: number }; sendLagMs: { p99: number } | null };
 }
 
 const results: Record<string, unknown> = { startedAt: new Date().toISOString(), runtime, seconds, command: `npx tsx bench/votes.ts ${args.join(' ')}`.trim() };
 const row = (name: string, b: BenchJson) => {
   console.log(
     `${name.padEnd(44)} ${String(b.throughput.votesPerSec).padStart(9)} votes/s  p50 ${b.latencyMs.p50} p99 ${b.latencyMs.p99} ms  ` +
-      `failed ${b.votes.failed}  verify ${b.verify.ok ? 'ok' : 'FAILED'} (lost ${b.verify.lost}, dup ${b.verify.duplicated}, div ${b.verify.divergent})  load ${load()}`,
+      `failed ${b.votes.failed}  verify ${b.verify.ok ? 'ok' : 'FAILED'} (lost ${b.verify.lost}, dup ${b.verify.duplicated}, div ${b.verify.divergent})  load ${load()}` +
+      (b.generator
+        ? `  generator ${b.generator.cpuCores} cores, loop late p99 ${b.generator.eventLoopDelayMs.p99} ms${b.generator.sendLagMs ? `, sends late p99 ${b.generator.sendLagMs.p99} ms` : ''}`
+        : ''),
   );
   results[name] = { ...b, load: load() };
 };
