@@ -304,11 +304,13 @@ export async function collectStatus(runtime: Runtime, cluster: string): Promise<
  */
 export async function settleStatus(
   collect: () => Promise<StatusDoc>,
-  opts: { settleMs: number; intervalMs?: number; signal?: AbortSignal; onPending?: (reason: string) => void },
+  opts: { settleMs: number; intervalMs?: number; signal?: AbortSignal; onPending?: (reason: string) => void; first?: StatusDoc },
 ): Promise<StatusDoc> {
   const deadline = performance.now() + opts.settleMs;
+  let first = opts.first;
   for (;;) {
-    const status = await collect();
+    const status = first ?? (await collect());
+    first = undefined;
     if (status.healthy || performance.now() >= deadline || opts.signal?.aborted) return status;
     if (status.nodes.some((n) => n.runtimeState !== 'running' || n.disconnected)) return status;
     opts.onPending?.(status.problems[0] ?? 'not healthy yet');

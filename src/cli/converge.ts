@@ -11,7 +11,7 @@ import { shardInitRequest, type ShardRecord } from '../core/shard-records.js';
 import type { Topology } from '../core/topology.js';
 import type { ObservedNode, Runtime } from '../runtime/runtime.js';
 import { waitFor } from '../runtime/wait.js';
-import { fetchHealth } from './cluster-status.js';
+import { collectStatus, fetchHealth, SETTLE_MS, settleStatus, type StatusDoc } from './cluster-status.js';
 import type { Output } from './output/output.js';
 
 export interface PhaseTiming {
@@ -323,4 +323,23 @@ export async function managersReady(
   const behind = wanted.filter((w) => Number(healths[w]!.appliedIndex ?? 0) < commit);
   if (behind.length > 0) return { done: false, reason: `${behind.join(', ')} catching up to index ${commit}` };
   return { done: true, value: { leader, term: Number(lh.term) } };
+}
+
+/**
+ * The status `up` and `scale` end with: checked once, and only when it is
+ * not healthy yet, again for up to SETTLE_MS (bounded by the command's
+ * timeout) with a progress line, since nodes just started can leave a
+ * partition or the managers in an election for a moment.
+ */
+export async function settledClusterStatus(
+  ctx: { runtime: Runtime; out: Output; signal: AbortSignal },
+  cluster: string,
+  timeoutMs: number,
+): Promise<StatusDoc> {
+  const collect = () => collectStatus(ctx.runtime, cluster);
+  const first = await collect();
+  if (first.healthy) return first;
+  return ctx.out.step('waiting for the cluster to settle', (update) =>
+    settleStatus(collect, { settleMs: Math.min(SETTLE_MS, timeoutMs), signal: ctx.signal, onPending: update, first }),
+  );
 }

@@ -68,6 +68,17 @@ describe('settleStatus', () => {
     }
   });
 
+  it('starts from a status already collected instead of asking again', async () => {
+    const s = sequence([doc(['never seen'])]);
+    const r = await settleStatus(s.collect, { settleMs: 50, intervalMs: 1, first: doc([]) });
+    expect(r.healthy).toBe(true);
+    expect(s.calls()).toBe(0);
+    // An unhealthy first status is followed by fresh checks.
+    const t = sequence([doc([])]);
+    expect((await settleStatus(t.collect, { settleMs: 10_000, intervalMs: 1, first: doc(['partition bad/0 has no leader']) })).healthy).toBe(true);
+    expect(t.calls()).toBe(1);
+  });
+
   it('returns at once when healthy', async () => {
     const s = sequence([doc([]), doc(['never seen'])]);
     expect((await settleStatus(s.collect, { settleMs: 10_000 })).healthy).toBe(true);

@@ -6,8 +6,7 @@ import { planConverge } from '../../core/planner.js';
 import { validateTopology, type Topology } from '../../core/topology.js';
 import { selectForCluster, type RuntimePreference } from '../../runtime/select.js';
 import { parseDuration } from '../../runtime/wait.js';
-import { collectStatus, SETTLE_MS, settleStatus } from '../cluster-status.js';
-import { executePlan, managerEndpoints, TOPOLOGY_KEY, type PhaseTiming } from '../converge.js';
+import { executePlan, managerEndpoints, settledClusterStatus, TOPOLOGY_KEY, type PhaseTiming } from '../converge.js';
 import type { CommandContext } from '../main.js';
 import { intFlag } from '../topology-input.js';
 import { renderStatus } from './status.js';
@@ -94,12 +93,7 @@ export async function scale(
   } finally {
     await after.close();
   }
-  let status = await collectStatus(runtime, cluster);
-  if (!status.healthy) {
-    status = await ctx.out.step('waiting for the cluster to settle', (update) =>
-      settleStatus(() => collectStatus(runtime, cluster), { settleMs: Math.min(SETTLE_MS, timeoutMs), signal: ctx.signal, onPending: update }),
-    );
-  }
+  const status = await settledClusterStatus({ runtime, out: ctx.out, signal: ctx.signal }, cluster, timeoutMs);
   ctx.out.document({ schema: 'dvote.scale/v1', cluster, runtime: runtime.kind, from: pick(current), to: pick(topology), phases: timings, status });
   if (!ctx.out.json) ctx.out.print(renderStatus(status, ctx.out));
   if (!status.healthy) ctx.setExitCode(1);

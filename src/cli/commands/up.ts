@@ -6,8 +6,8 @@ import { REPLICATION_MODES, RUNTIMES, type Topology } from '../../core/topology.
 import { selectForUp, type RuntimePreference } from '../../runtime/select.js';
 import { parseDuration } from '../../runtime/wait.js';
 import { ManagerClient } from '../../client/manager-client.js';
-import { collectStatus, SETTLE_MS, settleStatus, type StatusDoc } from '../cluster-status.js';
-import { executePlan, managerEndpoints, TOPOLOGY_KEY, type PhaseTiming } from '../converge.js';
+import type { StatusDoc } from '../cluster-status.js';
+import { executePlan, managerEndpoints, settledClusterStatus, TOPOLOGY_KEY, type PhaseTiming } from '../converge.js';
 import type { CommandContext } from '../main.js';
 import { intFlag, loadTopology } from '../topology-input.js';
 import { renderStatus } from './status.js';
@@ -152,12 +152,7 @@ export async function up(ctx: CommandContext, opts: UpOptions): Promise<UpDoc> {
     await client.close();
   }
 
-  let status = await collectStatus(runtime, cluster);
-  if (!status.healthy) {
-    status = await out.step('waiting for the cluster to settle', (update) =>
-      settleStatus(() => collectStatus(runtime, cluster), { settleMs: Math.min(SETTLE_MS, opts.timeoutMs), signal: ctx.signal, onPending: update }),
-    );
-  }
+  const status = await settledClusterStatus({ runtime, out: out, signal: ctx.signal }, cluster, opts.timeoutMs);
   // up never restarts a running node by itself (that would be a failover for
   // a primary, and a lost quorum if done to every manager at once): it names
   // the nodes a new build of dvote would replace.
@@ -192,9 +187,9 @@ export async function up(ctx: CommandContext, opts: UpOptions): Promise<UpDoc> {
 
 /** One line naming the nodes on another build and the way to move them (pure). */
 export function staleWarning(stale: string[], runtime: string): string {
-  const what = runtime === 'docker' ? 'an older dvote image' : 'an older dvote node program';
+  const what = runtime === 'docker' ? 'an image from another build of dvote' : 'a node program from another build of dvote';
   const names = stale.length > 4 ? `${stale.slice(0, 4).join(', ')}, ... (${stale.length} in all)` : stale.join(', ');
-  return `${stale.length === 1 ? `${names} runs` : `${names} run`} ${what} than this dvote; up does not restart running nodes: \`dvote down && dvote up\` restarts them on this build and keeps their data`;
+  return `${stale.length === 1 ? `${names} runs` : `${names} run`} ${what}; up does not restart running nodes: \`dvote down && dvote up\` restarts them on this build and keeps their data`;
 }
 
 /** Settings that cannot change on a running cluster (counts can: that is scaling). */

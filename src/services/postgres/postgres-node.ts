@@ -483,11 +483,8 @@ export class PostgresNode {
       const now = Date.now();
       if (now - this.lastCountAt >= this.countEveryMs && this.state !== 'seeding') {
         const t0 = performance.now();
-        const r = await this.pool.query<{ votes: number; next_offset: number | null }>(COUNT_SQL, [this.partition]);
+        await this.countVotes(this.pool);
         const ms = performance.now() - t0;
-        this.votes = r.rows[0]?.votes ?? 0;
-        this.storedOffset = r.rows[0]?.next_offset ?? null;
-        this.lastCountAt = Date.now();
         // Counting a big table costs, on every copy: keep it under ~2% of one core.
         this.countEveryMs = Math.max(1_000, Math.round(ms * 50));
       } else {
@@ -500,6 +497,14 @@ export class PostgresNode {
     } finally {
       this.probing = false;
     }
+  }
+
+  /** Count this copy's votes and read its stored offset now (the periodic probe and GET /votes/count). */
+  private async countVotes(pool: pg.Pool): Promise<void> {
+    const r = await pool.query<{ votes: number; next_offset: number | null }>(COUNT_SQL, [this.partition]);
+    this.votes = r.rows[0]?.votes ?? 0;
+    this.storedOffset = r.rows[0]?.next_offset ?? null;
+    this.lastCountAt = Date.now();
   }
 
   /** The next log offset this copy will apply (the applier's, else the stored one). */
@@ -594,10 +599,7 @@ export class PostgresNode {
     // table grows); `dvote report` asks for the number as of now.
     this.app.get('/votes/count', async (_req, reply) => {
       if (!this.pool) return reply.code(503).send({ error: `no connection to this copy's PostgreSQL (state ${this.state})` });
-      const r = await this.pool.query<{ votes: number; next_offset: number | null }>(COUNT_SQL, [this.partition]);
-      this.votes = r.rows[0]?.votes ?? 0;
-      this.storedOffset = r.rows[0]?.next_offset ?? null;
-      this.lastCountAt = Date.now();
+      await this.countVotes(this.pool);
       return { votes: this.votes, appliedOffset: this.storedOffset, countedAt: new Date(this.lastCountAt).toISOString() };
     });
   }
