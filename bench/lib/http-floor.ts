@@ -2,12 +2,13 @@
 // reach on this machine when the service behind it does nothing but parse,
 // check and answer (http-floor-server.ts, one process per shard, like the
 // shard services). The client is undici with one kept-alive connection per
-// request in flight, as dvote bench's VoteClient uses it. No system that
+// request in flight and the same call as dvote bench's VoteClient (json-call.ts). No system that
 // answers every vote with its own HTTP request, replicated or not, can go
 // faster than this on the same cores; bench/votes.ts prints it beside dvote.
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
+import { jsonCall } from '../../src/client/json-call.js';
 import { runClosedLoop, type ClosedLoopResult } from './closed-loop.js';
 
 export interface HttpFloorResult extends ClosedLoopResult {
@@ -30,7 +31,7 @@ export async function measureHttpFloor(o: { servers: number; concurrency: number
         });
       }),
     );
-    const urls = ports.map((p) => `http://127.0.0.1:${p}/votes`);
+    const origins = ports.map((p) => `http://127.0.0.1:${p}`);
     const cpu0 = process.cpuUsage();
     const r = await runClosedLoop({
       concurrency: o.concurrency,
@@ -39,14 +40,8 @@ export async function measureHttpFloor(o: { servers: number; concurrency: number
       seqBase: 1,
       op: async (worker, seq) => {
         const voterId = worker * 10_000_000 + seq;
-        const res = await request(urls[voterId % urls.length]!, {
-          method: 'POST',
-          dispatcher: agent,
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ voterId, choice: 'bob' }),
-        });
-        const body = (await res.body.json()) as { voterId?: number };
-        if (res.statusCode !== 201 || body.voterId !== voterId) throw new Error(`HTTP ${res.statusCode}: ${JSON.stringify(body).slice(0, 120)}`);
+        const res = await jsonCall(agent, { origin: origins[voterId % origins.length]!, path: '/votes', method: 'POST', body: { voterId, choice: 'bob' }, timeoutMs: 10_000 });
+        if (res.status !== 201 || res.body.voterId !== voterId) throw new Error(`HTTP ${res.status}: ${JSON.stringify(res.body).slice(0, 120)}`);
       },
     });
     const cpu = process.cpuUsage(cpu0);

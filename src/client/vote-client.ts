@@ -9,7 +9,8 @@
 // reset after the request was sent leaves the outcome unknown; the retry then
 // answers 201 (it was not stored) or 409 with the stored choice, and the
 // result says `retriedAfterUnknown` so a checker can tell.
-import { Agent, request, errors as undiciErrors } from 'undici';
+import { Agent, errors as undiciErrors } from 'undici';
+import { jsonCall } from './json-call.js';
 import { ShardRouter } from '../core/shard-map.js';
 import type { ShardRecord } from '../core/shard-records.js';
 import { checkChoice, checkVoterId, parseVoterIdText, type VoteRules } from '../core/vote-validation.js';
@@ -90,6 +91,7 @@ interface Answer {
 export class VoteClient {
   readonly directory: ShardDirectory;
   private readonly agent: Agent;
+  private readonly bases = new Map<string, { origin: string; prefix: string }>();
   private readonly endpointOf: (node: string, advertised: string) => string;
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
@@ -280,24 +282,21 @@ export class VoteClient {
   }
 
   private async call(shard: number, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Answer> {
-    const res = await request(`${this.serviceUrl(shard)}${path}`, {
-      method,
-      dispatcher: this.agent,
-      headers: body !== undefined ? { 'content-type': 'application/json' } : {},
-      body: body === undefined ? undefined : JSON.stringify(body),
-      headersTimeout: this.attemptTimeoutMs,
-      bodyTimeout: this.attemptTimeoutMs,
-    });
-    const text = await res.body.text();
-    let parsed: Record<string, unknown> = {};
-    try {
-      parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
-    } catch {
-      parsed = { error: text.slice(0, 200) };
+    const base = this.base(this.serviceUrl(shard));
+    const a = await jsonCall(this.agent, { origin: base.origin, path: base.prefix + path, method, body, timeoutMs: this.attemptTimeoutMs });
+    if (a.retryAfter !== undefined) a.body.__retryAfter = Number(a.retryAfter);
+    return { status: a.status, body: a.body };
+  }
+
+  /** A service URL split once into the dispatcher's origin and path prefix. */
+  private base(url: string): { origin: string; prefix: string } {
+    let b = this.bases.get(url);
+    if (!b) {
+      const u = new URL(url);
+      b = { origin: u.origin, prefix: u.pathname.replace(/\/$/, '') };
+      this.bases.set(url, b);
     }
-    const ra = res.headers['retry-after'];
-    if (ra !== undefined) parsed.__retryAfter = Number(Array.isArray(ra) ? ra[0] : ra);
-    return { status: res.statusCode, body: parsed };
+    return b;
   }
 }
 
