@@ -8,7 +8,7 @@
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { jsonCall } from '../src/client/json-call.js';
+import { jsonCall } from '../src/client/http-call.js';
 import { runClosedLoop } from './lib/closed-loop.js';
 
 const rounds = Number(process.argv[2] ?? 3);

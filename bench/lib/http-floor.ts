@@ -2,13 +2,13 @@
 // reach on this machine when the service behind it does nothing but parse,
 // check and answer (http-floor-server.ts, one process per shard, like the
 // shard services). The client is undici with one kept-alive connection per
-// request in flight and the same call as dvote bench's VoteClient (json-call.ts). No system that
+// request in flight and the same call as dvote bench's VoteClient (http-call.ts). No system that
 // answers every vote with its own HTTP request, replicated or not, can go
 // faster than this on the same cores; bench/votes.ts prints it beside dvote.
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Agent } from 'undici';
-import { jsonCall } from '../../src/client/json-call.js';
+import { jsonCall } from '../../src/client/http-call.js';
 import { runClosedLoop, type ClosedLoopResult } from './closed-loop.js';
 
 export interface HttpFloorResult extends ClosedLoopResult {

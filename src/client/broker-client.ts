@@ -19,7 +19,8 @@
 //   src/services/broker/message-frames.ts), both for append bodies and for
 //   fetch replies; no JSON per message.
 import { randomUUID } from 'node:crypto';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
+import { httpCall } from './http-call.js';
 import { CONNECT_TIMEOUT_MS, ManagerClient, ManagerRequestError } from './manager-client.js';
 import { decodeFrames, encodeFrames } from '../services/broker/message-frames.js';
 
@@ -457,17 +458,15 @@ export class BrokerClient {
   }
 
   private async send(target: string, c: CallOptions): Promise<CallReply> {
-    const timeout = 5_000 + (c.holdMs ?? 0);
-    const res = await request(`http://${target}${c.path}`, {
+    const headers = c.contentType ? { 'content-type': c.contentType, ...(c.headers ?? {}) } : c.headers;
+    return httpCall(this.agent, {
+      origin: `http://${target}`,
+      path: c.path,
       method: c.method,
-      dispatcher: this.agent,
-      headers: { ...(c.contentType ? { 'content-type': c.contentType } : {}), ...(c.headers ?? {}) },
+      ...(headers ? { headers } : {}),
       ...(c.body !== undefined ? { body: c.body } : {}),
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
+      timeoutMs: 5_000 + (c.holdMs ?? 0),
     });
-    const bytes = new Uint8Array(await res.body.arrayBuffer());
-    return { status: res.statusCode, headers: res.headers, bytes };
   }
 }
 

@@ -10,7 +10,7 @@
 // answers 201 (it was not stored) or 409 with the stored choice, and the
 // result says `retriedAfterUnknown` so a checker can tell.
 import { Agent, errors as undiciErrors } from 'undici';
-import { jsonCall } from './json-call.js';
+import { jsonCall, splitBaseUrl } from './http-call.js';
 import { ShardRouter } from '../core/shard-map.js';
 import type { ShardRecord } from '../core/shard-records.js';
 import { checkChoice, checkVoterId, parseVoterIdText, type VoteRules } from '../core/vote-validation.js';
@@ -91,7 +91,6 @@ interface Answer {
 export class VoteClient {
   readonly directory: ShardDirectory;
   private readonly agent: Agent;
-  private readonly bases = new Map<string, { origin: string; prefix: string }>();
   private readonly endpointOf: (node: string, advertised: string) => string;
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
@@ -282,21 +281,10 @@ export class VoteClient {
   }
 
   private async call(shard: number, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Answer> {
-    const base = this.base(this.serviceUrl(shard));
+    const base = splitBaseUrl(this.serviceUrl(shard));
     const a = await jsonCall(this.agent, { origin: base.origin, path: base.prefix + path, method, body, timeoutMs: this.attemptTimeoutMs });
     if (a.retryAfter !== undefined) a.body.__retryAfter = Number(a.retryAfter);
     return { status: a.status, body: a.body };
-  }
-
-  /** A service URL split once into the dispatcher's origin and path prefix. */
-  private base(url: string): { origin: string; prefix: string } {
-    let b = this.bases.get(url);
-    if (!b) {
-      const u = new URL(url);
-      b = { origin: u.origin, prefix: u.pathname.replace(/\/$/, '') };
-      this.bases.set(url, b);
-    }
-    return b;
   }
 }
 

@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, errors } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jsonCall } from '../../src/client/json-call.js';
+import { jsonCall } from '../../src/client/http-call.js';
 
 let server: Server;
 let origin: string;
