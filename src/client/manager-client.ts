@@ -5,7 +5,8 @@
 // carry an idempotency key, so a write retried after an unknown outcome is
 // applied once.
 import { randomUUID } from 'node:crypto';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
+import { httpCall, splitBaseUrl } from './http-call.js';
 
 export interface ManagerClientOptions {
   /** HTTP base addresses of the managers, "host:port" or "http://host:port". */
@@ -128,8 +129,9 @@ export class ManagerClient {
     return Promise.all(
       this.endpoints.map(async (endpoint) => {
         try {
-          const res = await request(`${endpoint}/health`, { dispatcher: this.agent, headersTimeout: this.attemptTimeoutMs, bodyTimeout: this.attemptTimeoutMs });
-          const body = (await res.body.json()) as Record<string, unknown>;
+          const b = splitBaseUrl(endpoint);
+          const res = await httpCall(this.agent, { origin: b.origin, path: `${b.prefix}/health`, method: 'GET', timeoutMs: this.attemptTimeoutMs });
+          const body = JSON.parse(res.bytes.toString()) as Record<string, unknown>;
           return { endpoint, ok: true as const, body };
         } catch (e) {
           return { endpoint, ok: false as const, error: (e as Error).message };
@@ -154,26 +156,27 @@ export class ManagerClient {
       const endpoint = this.endpoints[i]!;
       attempt++;
       try {
-        const res = await request(`${endpoint}${path}`, {
+        const b = splitBaseUrl(endpoint);
+        const r = await httpCall(this.agent, {
+          origin: b.origin,
+          path: b.prefix + path,
           method,
-          dispatcher: this.agent,
           headers: {
             ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
             ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
           },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          headersTimeout: this.attemptTimeoutMs,
-          bodyTimeout: this.attemptTimeoutMs,
+          body: body === undefined ? null : JSON.stringify(body),
+          timeoutMs: this.attemptTimeoutMs,
         });
-        const text = await res.body.text();
+        const text = r.bytes.toString();
         const parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
-        if (res.statusCode < 300 || okStatuses.includes(res.statusCode)) {
+        if (r.status < 300 || okStatuses.includes(r.status)) {
           this.preferred = i;
-          return { status: res.statusCode, body: parsed };
+          return { status: r.status, body: parsed };
         }
-        lastStatus = res.statusCode;
-        lastProblem = `${endpoint}: ${res.statusCode} ${String(parsed.error ?? '')}`;
-        if (res.statusCode === 503 || res.statusCode === 504) {
+        lastStatus = r.status;
+        lastProblem = `${endpoint}: ${r.status} ${String(parsed.error ?? '')}`;
+        if (r.status === 503 || r.status === 504) {
           // 504 on a write: outcome unknown; the idempotency key makes the retry safe.
           // The leader's advertised address matches one of ours when the
           // client runs where the cluster addresses are reachable (process
@@ -187,7 +190,7 @@ export class ManagerClient {
           await sleep(Math.min(50 * Math.max(1, attempt), 300));
           continue;
         }
-        throw new ManagerRequestError(res.statusCode, parsed);
+        throw new ManagerRequestError(r.status, parsed);
       } catch (e) {
         if (e instanceof ManagerRequestError) throw e;
         lastProblem = `${endpoint}: ${(e as Error).message}`;
