@@ -2,9 +2,11 @@
 // the postgres role's own code): the fence, first-vote-wins under concurrent
 // load with duplicate voters, the outbox in the same transaction, batching.
 import pg from 'pg';
+import { pgConnection } from '../../src/services/postgres/pg-schema.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setFence } from '../../src/services/postgres/pg-schema.js';
 import { VoteBatcher, type VoteOutcome } from '../../src/services/shard/vote-batcher.js';
+import { PRIMARY_SESSION_OPTIONS } from '../../src/services/shard/primary-connection.js';
 import { BATCH_SQL, castAtNow, FencedError, tallyOf, VoteStore } from '../../src/services/shard/vote-store.js';
 import { startTempPostgres, type TempPostgres } from '../utils/temp-postgres.js';
 
@@ -128,7 +130,7 @@ describe('VoteStore on PostgreSQL', () => {
     expect(ob.rows).toEqual([{ voter_ids: [702] }]);
   });
 
-  it('planned per execution, the batch probes the primary key after the table grew from empty with no ANALYZE between; a cached generic plan would scan it', async () => {
+  it('with the shard service\'s session settings, the generic plan cached on an empty table still probes the primary key after it grew (no ANALYZE between); with the defaults it would scan the table', async () => {
     await fence('primary', 3);
     const c = await pool.connect();
     try {
@@ -150,8 +152,19 @@ describe('VoteStore on PostgreSQL', () => {
       };
       // the trap: the cached generic plan made on the empty table
       expect(await explain(2)).toMatch(/Seq Scan on votes/);
-      // what the shard service's connections do (primary-connection.ts)
-      await c.query('SET plan_cache_mode = force_custom_plan');
+      // what the shard service's connections do (primary-connection.ts): the
+      // same generic plan, made on the empty table, with their settings
+      await c.query('DEALLOCATE batch');
+      await c.query('TRUNCATE votes, outbox');
+      await c.query('ANALYZE votes');
+      for (const o of PRIMARY_SESSION_OPTIONS.matchAll(/-c (\w+)=(\w+)/g)) await c.query(`SET ${o[1]} = ${o[2]}`);
+      // the worst case of the default plan_cache_mode (auto): the generic plan, cached
+      await c.query('SET plan_cache_mode = force_generic_plan');
+      await c.query(`PREPARE batch(bigint, bigint[], smallint[], bigint) AS ${BATCH_SQL(true)}`);
+      await c.query('BEGIN');
+      await c.query('EXECUTE batch(3, ARRAY[1]::bigint[], ARRAY[1]::smallint[], 1)');
+      await c.query('ROLLBACK');
+      await c.query(`INSERT INTO votes (voter_id, choice) SELECT g, 1 + g % 3 FROM generate_series(1, 50000) g`);
       for (const n of [2, 100, 1000]) {
         const plan = await explain(n);
         expect(plan, `batch of ${n}`).not.toMatch(/Seq Scan on votes/);
@@ -159,6 +172,7 @@ describe('VoteStore on PostgreSQL', () => {
       }
     } finally {
       await c.query('DEALLOCATE batch').catch(() => undefined);
+      await c.query('RESET enable_seqscan').catch(() => undefined);
       await c.query('RESET plan_cache_mode').catch(() => undefined);
       await c.query('TRUNCATE votes, outbox').catch(() => undefined);
       await c.query('INSERT INTO votes SELECT * FROM small_copy').catch(() => undefined);
@@ -243,6 +257,23 @@ describe('group commit under concurrent load with 1% duplicate voters', () => {
       expect(await store.getVote(pool, 778)).toBeNull();
     } finally {
       holder.release();
+    }
+  });
+
+  it('the service\'s connections (sequential scans off) still scan the table for the tally, which has no other way', async () => {
+    const service = new pg.Pool({ ...pgConnection(db.address, 'test-service'), options: PRIMARY_SESSION_OPTIONS, max: 1 });
+    try {
+      const c = await service.connect();
+      const seen = (await c.query<{ s: string }>("SELECT current_setting('enable_seqscan') AS s")).rows[0]!.s;
+      const plan = (await c.query('EXPLAIN SELECT choice, count(*)::bigint AS n FROM votes GROUP BY choice')).rows.map((x) => x['QUERY PLAN']).join('\n');
+      c.release();
+      expect(seen).toBe('off');
+      expect(plan).toMatch(/Seq Scan on votes/);
+      const expected = await tallyOf(pool);
+      expect(expected.total).toBeGreaterThan(0);
+      expect(await new VoteStore({ outbox: true }).tally(service)).toEqual(expected);
+    } finally {
+      await service.end();
     }
   });
 });

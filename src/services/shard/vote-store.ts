@@ -8,15 +8,18 @@
 // the reply names, per vote, whether it was inserted and the choice stored
 // for that voter (the first vote, for a duplicate).
 //
-// The statement is prepared once per connection (parsed once), and planned
-// at every execution (the shard service's connections set plan_cache_mode =
-// force_custom_plan): a cached generic plan is kept while the table grows
-// from nothing to millions of rows without an ANALYZE in between (seen: a
-// plan made at 1,947 rows scanned the whole table for every batch, and
-// throughput fell as the table grew). The stored vote of a voter that was not
-// inserted is read by a LATERAL lookup with LIMIT 1: a primary-key probe
-// per vote that was not inserted, skipped for the votes that were (a join
-// let the planner pick a hash join over the whole table for large batches).
+// The statement is prepared once per connection (parsed once) and its
+// generic plan is cached, on connections with sequential scans off (the
+// shard service's, primary-connection.ts): a cached plan is kept while the
+// table grows from nothing to millions of rows without an ANALYZE in between
+// (seen: a plan made at 1,947 rows scanned the whole table for every batch,
+// and throughput fell as the table grew). Planning at every execution
+// instead (plan_cache_mode = force_custom_plan, until revision 9d639a2) was
+// safe but cost ~40 % of the batch's CPU on the primary (bench/plan-cost.ts).
+// The stored vote of a voter that was not inserted is read by a LATERAL
+// lookup with LIMIT 1: a primary-key probe per vote that was not inserted,
+// skipped for the votes that were (a join let the planner pick a hash join
+// over the whole table for large batches).
 //
 // The cast time is chosen by the shard service, one per batch, in
 // microseconds and strictly increasing for the process (castAtNow), and
