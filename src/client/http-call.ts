@@ -1,7 +1,7 @@
 // One HTTP request through undici's dispatcher, the lightest way undici
 // offers: `request()` adds URL parsing, a body stream and a promise chain,
-// about 40 % more client CPU per request (bench/client-cost.ts). The vote
-// client, the broker client and the HTTP floor use it: every node shares two
+// about 40 % more client CPU per request (bench/client-cost.ts). The vote,
+// broker and manager clients and the HTTP floor use it: every node shares two
 // cores with the rest of the cluster and the load generator, so the cost per
 // request of each internal hop is part of every figure the bench prints.
 import type { Dispatcher } from 'undici';
