@@ -1,14 +1,18 @@
 // The vote benchmark of issue 6, measuring the peer in the same run:
-//   npx tsx bench/votes.ts [--runtime docker|process] [--seconds 20] [--skip-chaos] [--skip-matrix]
+//   npx tsx bench/votes.ts [--runtime docker|process] [--seconds 20] [--skip-chaos] [--skip-matrix] [--skip-etcd]
 //
 // 1. the peer: one plain PostgreSQL 15, pgbench one-row INSERTs (16 clients),
 //    and 100-row INSERTs; and the HTTP floor: the same kind of client against
 //    a vote service that stores nothing (two processes, 128 in flight), the
-//    most one HTTP request per vote can reach on these cores;
+//    most one HTTP request per vote can reach on these cores; and a
+//    replicated peer, etcd x3 (etcd-writes.ts): one write per request at 64
+//    and 128 in flight, open loop at 80 %, 50 % and 10 % of its peak, and 100
+//    writes per request (one transaction), with the same load generator and
+//    client as dvote bench (--skip-etcd leaves it out);
 // 2. dvote, default topology (3 managers, 3 brokers, 2 shards of primary + 2
 //    replicas, log replication): one request per vote in closed loop at 64
-//    and 128 in flight (peak), --batch 100, then open loop at 80 % and 50 %
-//    of the peak for p99; every case after a 3 s warm-up left out of its
+//    and 128 in flight (peak), --batch 100, then open loop at 80 %, 50 % and
+//    10 % of the peak for p99; every case after a 3 s warm-up left out of its
 //    figures, every run verified copy by copy;
 // 3. --chaos with verification;
 // 4. the original's Table 1 row "1000 + 1000 votes, master + 3 replicas";
@@ -20,6 +24,8 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PgPeer, SINGLE_ROW, multiRow } from './lib/pg-peer.js';
 import { measureHttpFloor } from './lib/http-floor.js';
+import { measureEtcdWrites, type EtcdWritesResult } from './lib/etcd-writes.js';
+import { etcdVersion } from './lib/etcd-cluster.js';
 
 const root = resolve(import.meta.dirname, '..');
 /** PostgreSQL copies per shard in the default topology (primary + 2 replicas): rows stored per vote. */
@@ -89,6 +95,31 @@ console.log(
 );
 results.httpFloor = floor;
 
+// The replicated peer: etcd x3, one write per request, same generator and client.
+let etcd: EtcdWritesResult | null = null;
+if (args.includes('--skip-etcd')) {
+  console.log('etcd x3: left out (--skip-etcd)');
+} else if (!etcdVersion()) {
+  console.log('etcd x3: left out (etcd is not installed: bash scripts/install-peers.sh)');
+} else {
+  etcd = await measureEtcdWrites({
+    concurrency: [64, 128],
+    openShares: [0.8, 0.5, 0.1],
+    batch: 100,
+    batchConcurrency: 16,
+    seconds,
+    warmupSeconds: 3,
+    onCase: (c) =>
+      console.log(
+        `etcd x3, ${c.name}`.padEnd(44) +
+          ` ${String(c.writesPerSec).padStart(9)} writes/s  p50 ${c.latencyMs.p50} p99 ${c.latencyMs.p99} ms  failed ${c.failed}  load ${load()}  generator ${c.generator.cpuCores} cores` +
+          (c.generator.sendLagMs ? `, sends late p99 ${c.generator.sendLagMs.p99} ms` : ''),
+      ),
+  });
+  console.log(`etcd ${etcd.version} x3: ${etcd.keysStored} keys stored for ${etcd.acknowledged} acknowledged writes${etcd.keysStored === etcd.acknowledged ? '' : ' (MISMATCH)'}`);
+  results.etcd = etcd;
+}
+
 // -- 2. dvote, default topology
 await dvote(['up', '--runtime', runtime, '--json']);
 const dur = `${seconds}s`;
@@ -108,6 +139,9 @@ row(`open loop at 80% of peak (${rate} req/s)`, open);
 const rateHalf = Math.floor(peak * 0.5);
 const half = (await dvote(['bench', ...warm, '--duration', dur, '--rate', String(rateHalf), '--json'])) as unknown as BenchJson;
 row(`open loop at 50% of peak (${rateHalf} req/s)`, half);
+const rateTenth = Math.floor(peak * 0.1);
+const tenth = (await dvote(['bench', ...warm, '--duration', dur, '--rate', String(rateTenth), '--json'])) as unknown as BenchJson;
+row(`open loop at 10% of peak (${rateTenth} req/s)`, tenth);
 
 // -- 3. chaos
 if (!args.includes('--skip-chaos')) {
@@ -157,10 +191,25 @@ const ratios = {
   /** Sends at 80 % that never left (in-flight cap) or failed: nonzero means the rate was not held. */
   requestErrorsAtEightyPercent: Object.values(open.errorsByKind ?? {}).reduce((a, n) => a + n, 0),
   p99AtHalfPeakMs: half.latencyMs.p99,
+  p99AtTenthPeakMs: tenth.latencyMs.p99,
+  ...(etcd
+    ? {
+        etcdSingleVsPgbench: Math.round((etcd.peak / single.tps) * 100) / 100,
+        etcdBatchVsPgbench: Math.round((etcd.batched / single.tps) * 100) / 100,
+        singleVsEtcd: Math.round((peak / etcd.peak) * 100) / 100,
+        batchVsEtcd: Math.round((b100.throughput.votesPerSec / etcd.batched) * 100) / 100,
+        etcdP99AtEightyPercentMs: etcd.cases.find((c) => c.name.startsWith('open loop at 80%'))?.latencyMs.p99 ?? null,
+      }
+    : {}),
 };
 results.ratios = ratios;
 console.log(
-  `ratios (pgbench one-row ${ratios.pgbenchOneRowTps} tps): one vote per request / pgbench one-row = ${ratios.singleVsPgbench} (target >= 1; the HTTP floor itself is ${ratios.httpFloorVsPgbench}, dvote is ${ratios.singleVsHttpFloor} of the floor); --batch 100 / pgbench one-row = ${ratios.batchVsPgbench} (target >= 5; storing each vote on ${COPIES} copies caps it at ${ratios.storageCeilingVsPgbench}: pgbench 100-row rows/s / ${COPIES}); p99 at 80% of peak = ${ratios.p99AtEightyPercentMs} ms${ratios.requestErrorsAtEightyPercent ? ` with ${ratios.requestErrorsAtEightyPercent} requests refused or failed: the rate was not held` : ''} (target < 50)`,
+  `ratios (pgbench one-row ${ratios.pgbenchOneRowTps} tps): one vote per request / pgbench one-row = ${ratios.singleVsPgbench} (target >= 1; the HTTP floor itself is ${ratios.httpFloorVsPgbench}, dvote is ${ratios.singleVsHttpFloor} of the floor); --batch 100 / pgbench one-row = ${ratios.batchVsPgbench} (target >= 5; storing each vote on ${COPIES} copies caps it at ${ratios.storageCeilingVsPgbench}: pgbench 100-row rows/s / ${COPIES}); p99 at 80% of peak = ${ratios.p99AtEightyPercentMs} ms${ratios.requestErrorsAtEightyPercent ? ` with ${ratios.requestErrorsAtEightyPercent} requests refused or failed: the rate was not held` : ''} (target < 50; at 10% of peak ${ratios.p99AtTenthPeakMs} ms)`,
 );
+if (etcd) {
+  console.log(
+    `etcd x3 on the same cores, same client: one write per request / pgbench one-row = ${ratios.etcdSingleVsPgbench}, 100 per request = ${ratios.etcdBatchVsPgbench}, p99 at 80% of its peak = ${ratios.etcdP99AtEightyPercentMs} ms; dvote / etcd: one per request ${ratios.singleVsEtcd}, batched ${ratios.batchVsEtcd}`,
+  );
+}
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 writeFileSync(join(root, 'bench/results/votes.json'), `${JSON.stringify(results, null, 2)}\n`);
